@@ -1,0 +1,253 @@
+"""The thin adapter between a pure game core and PettingZoo's ``ParallelEnv``.
+
+A game subclasses :class:`SRLParallelEnv` and fills in a few hooks (reset and step of its
+core, the prompt renderer, the text parser, and the numeric encoding for the structured
+mode). Everything every game shares lives here: the two action modes, seeding, cached
+spaces, invalid-action handling, reward mixing and the ``infos`` layout.
+
+``infos[agent]`` after every step holds at least:
+
+* ``raw_score``: the game's raw score for this agent this step (before mixing),
+* ``reward_components``: the named parts of the reward (``mixed``, ``format_penalty``),
+* ``invalid_action`` (bool) and ``invalid_reason`` (str, empty when valid),
+* ``action``: the typed action the game applied (the fallback when invalid).
+"""
+
+from __future__ import annotations
+
+import string
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from srl_envs.parsing import ParseResult, truncate_for_parsing
+from srl_envs.rewards import check_unit_interval, mix_rewards
+
+__all__ = ["MAX_ACTION_CHARS", "MAX_OBS_CHARS", "TEXT_CHARSET", "SRLParallelEnv"]
+
+# Observations are prompts and messages; both use printable ASCII (newlines included).
+TEXT_CHARSET = frozenset(string.printable)
+MAX_OBS_CHARS = 16384
+MAX_ACTION_CHARS = 8192
+ACTION_MODES = ("text", "structured")
+
+
+def check_choice(name: str, value: Any, allowed: tuple) -> Any:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_int_range(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """Validate an integer argument; the error names the argument and its allowed range."""
+    allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_float_range(
+    name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
+) -> float:
+    """Validate a real argument; the error names the argument and its allowed range."""
+    allowed = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
+    if isinstance(value, bool) or not np.isfinite(v):
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
+    if v < low or (low_open and v == low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+    return v
+
+
+def to_charset(text: str) -> str:
+    """Map text onto the observation charset (non-ASCII becomes '?')."""
+    return "".join(ch if ch in TEXT_CHARSET else "?" for ch in text)
+
+
+class SRLParallelEnv(ParallelEnv):
+    """Base class of every srl game. Subclasses implement the ``_core_*`` and codec hooks.
+
+    Args:
+        action_mode: ``"text"`` (prompts in, free text out) or ``"structured"`` (``Box``
+            observations, ``Discrete``/``MultiDiscrete`` actions).
+        cooperation_level: ``c`` in [0, 1] for :func:`srl_envs.rewards.mix_rewards`.
+        competition_intensity: ``k >= 0`` for the zero-sum part of the mix.
+        format_penalty: subtracted from an agent's reward when its action is invalid.
+        render_mode: ``None`` or ``"ansi"``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "is_parallelizable": True}
+
+    def __init__(
+        self,
+        *,
+        action_mode: str = "text",
+        cooperation_level: float = 0.5,
+        competition_intensity: float = 0.0,
+        format_penalty: float = 0.1,
+        render_mode: str | None = None,
+    ) -> None:
+        self.action_mode = check_choice("action_mode", action_mode, ACTION_MODES)
+        self.cooperation_level = check_unit_interval("cooperation_level", cooperation_level)
+        self.competition_intensity = check_float_range(
+            "competition_intensity", competition_intensity, 0.0
+        )
+        self.format_penalty = check_float_range("format_penalty", format_penalty, 0.0)
+        self.render_mode = check_choice("render_mode", render_mode, (None, "ansi"))
+        self.possible_agents: list[str] = list(self._make_agents())
+        self.agents: list[str] = []
+        self._rng = np.random.default_rng()
+        self._obs_spaces: dict[str, spaces.Space] = {}
+        self._act_spaces: dict[str, spaces.Space] = {}
+        for agent in self.possible_agents:
+            if self.action_mode == "text":
+                self._obs_spaces[agent] = spaces.Text(
+                    max_length=MAX_OBS_CHARS, min_length=0, charset=TEXT_CHARSET
+                )
+                self._act_spaces[agent] = spaces.Text(
+                    max_length=MAX_ACTION_CHARS, min_length=0, charset=TEXT_CHARSET
+                )
+            else:
+                self._obs_spaces[agent] = self._structured_observation_space(agent)
+                self._act_spaces[agent] = self._structured_action_space(agent)
+
+    # ----------------------------------------------------------------- hooks for games
+    @abstractmethod
+    def _make_agents(self) -> list[str]:
+        """The agent ids, in a fixed order."""
+
+    @abstractmethod
+    def _core_reset(self, rng: np.random.Generator) -> None:
+        """Start a new game (store the core state on ``self``)."""
+
+    @abstractmethod
+    def _core_step(
+        self, actions: dict[str, Any], rng: np.random.Generator
+    ) -> tuple[dict[str, float], bool, bool, dict[str, dict[str, Any]]]:
+        """Apply typed actions; return ``(raw_scores, terminated, truncated, extra_infos)``."""
+
+    @abstractmethod
+    def _render_observation(self, agent: str) -> str:
+        """The full prompt this agent sees now."""
+
+    @abstractmethod
+    def _parse_action(self, agent: str, text: str) -> ParseResult:
+        """Text -> typed action (never raises)."""
+
+    @abstractmethod
+    def _fallback_action(self, agent: str) -> Any:
+        """The typed action applied when the agent's action is invalid (documented per game)."""
+
+    @abstractmethod
+    def _structured_observation_space(self, agent: str) -> spaces.Box:
+        """The numeric observation space of the structured mode."""
+
+    @abstractmethod
+    def _structured_action_space(self, agent: str) -> spaces.Space:
+        """The ``Discrete``/``MultiDiscrete`` action space of the structured mode."""
+
+    @abstractmethod
+    def _encode_observation(self, agent: str) -> np.ndarray:
+        """The numeric observation of the structured mode."""
+
+    @abstractmethod
+    def _decode_action(self, agent: str, action: Any) -> ParseResult:
+        """Structured action -> typed action."""
+
+    @abstractmethod
+    def _render_global(self) -> str:
+        """A human-readable view of the whole game (``render_mode="ansi"``)."""
+
+    @property
+    def teams(self) -> dict[str, str] | None:
+        """Agent -> team id in team games, ``None`` otherwise."""
+        return None
+
+    def team_of(self, agent: str) -> str | None:
+        teams = self.teams
+        return None if teams is None else teams[agent]
+
+    # ----------------------------------------------------------------- PettingZoo API
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_spaces[agent]
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict]]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self._core_reset(self._rng)
+        observations = {a: self._observe(a) for a in self.agents}
+        return observations, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode: call reset() first")
+        typed: dict[str, Any] = {}
+        invalid: dict[str, str] = {}
+        for agent in self.agents:
+            result = self._interpret(agent, actions.get(agent))
+            if result.valid:
+                typed[agent] = result.action
+            else:
+                typed[agent] = self._fallback_action(agent)
+                invalid[agent] = result.reason or "invalid action"
+        raw, terminated, truncated, extra = self._core_step(typed, self._rng)
+        mixed = mix_rewards(
+            raw, self.cooperation_level, self.teams, self.competition_intensity
+        )
+        rewards, infos = {}, {}
+        for agent in self.agents:
+            penalty = self.format_penalty if agent in invalid else 0.0
+            rewards[agent] = float(mixed[agent] - penalty)
+            infos[agent] = {
+                "raw_score": float(raw[agent]),
+                "reward_components": {"mixed": float(mixed[agent]), "format_penalty": -penalty},
+                "invalid_action": agent in invalid,
+                "invalid_reason": invalid.get(agent, ""),
+                "action": typed[agent],
+                **extra.get(agent, {}),
+            }
+        acting = list(self.agents)
+        terminations = {a: bool(terminated) for a in acting}
+        truncations = {a: bool(truncated and not terminated) for a in acting}
+        observations = {a: self._observe(a) for a in acting}
+        if terminated or truncated:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            return None
+        return self._render_global()
+
+    def close(self) -> None:
+        pass
+
+    # ----------------------------------------------------------------- helpers
+    def _observe(self, agent: str) -> Any:
+        if self.action_mode == "text":
+            return to_charset(self._render_observation(agent))[:MAX_OBS_CHARS]
+        return self._encode_observation(agent)
+
+    def _interpret(self, agent: str, action: Any) -> ParseResult:
+        if action is None:
+            return ParseResult(None, "no action given")
+        if self.action_mode == "text":
+            return self._parse_action(agent, truncate_for_parsing(action))
+        try:
+            return self._decode_action(agent, action)
+        except (TypeError, ValueError, IndexError) as exc:
+            return ParseResult(None, f"malformed structured action {action!r}: {exc}")
