@@ -1,0 +1,182 @@
+"""``python -m srl_trainers.run``: train a population of LoRA policies on an srl env.
+
+With no arguments it trains a small population of the embedded SmolLM2-135M model on the
+commons game, on a CPU, in minutes. ``--config FILE.yaml`` loads any ``MultiModelConfig``
+fields; the named options and ``--<field-name> VALUE`` for every other field override it.
+
+    python -m srl_trainers.run
+    python -m srl_trainers.run --env team_battle --strategy federated --max-episodes 20
+    python -m srl_trainers.run --config examples/configs/cooperative.yaml --seed 3
+    python -m srl_trainers.run --resume latest --checkpoint-dir ./checkpoints/multimodel
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from srl_trainers.config import DEFAULT_MODEL_NAMES, ConfigError, MultiModelConfig
+
+__all__ = ["build_config", "main", "make_parser"]
+
+# Named options: (flag, config field, choices)
+NAMED = {
+    "env": ("--env", "env", ["coop_compete", "team_battle", "staged"]),
+    "mode": ("--mode", "training_mode", ["cooperative", "competitive", "mixed"]),
+    "strategy": (
+        "--strategy",
+        "weight_update_strategy",
+        ["synchronized", "asynchronous", "federated", "selective"],
+    ),
+    "algorithm": ("--algorithm", "algorithm", ["grpo", "ppo"]),
+}
+RENAMED_FIELDS = {"num_models", "max_episodes", "seed", "checkpoint_dir", "log_dir"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _field_help(f: dataclasses.Field) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if hasattr(default, "value"):
+        default = default.value
+    return f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    fields = {f.name: f for f in dataclasses.fields(MultiModelConfig)}
+    parser = _Parser(
+        prog="python -m srl_trainers.run",
+        description="Train a population of LLM policies (LoRA adapters) on an srl environment.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of MultiModelConfig fields")
+    for key, (flag, name, choices) in NAMED.items():
+        parser.add_argument(flag, dest=key, choices=choices, default=None, help=_field_help(fields[name]))
+    parser.add_argument("--num-models", type=int, metavar="N", help=_field_help(fields["num_models"]))
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help=f"one model for every slot: a model type ({', '.join(DEFAULT_MODEL_NAMES)}) or a "
+        "local HF checkpoint directory (default: smollm2, the embedded SmolLM2-135M-Instruct)",
+    )
+    parser.add_argument("--max-episodes", type=int, metavar="N", help=_field_help(fields["max_episodes"]))
+    parser.add_argument("--seed", type=int, metavar="N", help=_field_help(fields["seed"]))
+    parser.add_argument("--checkpoint-dir", metavar="DIR", help=_field_help(fields["checkpoint_dir"]))
+    parser.add_argument("--log-dir", metavar="DIR", help=_field_help(fields["log_dir"]))
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="CHECKPOINT_ID|latest",
+        help="continue from a checkpoint in --checkpoint-dir (no value: the latest)",
+    )
+    other = parser.add_argument_group("other config fields (--field-name VALUE; lists and "
+                                      "mappings as YAML, e.g. --env-kwargs '{team_size: 2}')")
+    taken = {v[1] for v in NAMED.values()} | RENAMED_FIELDS
+    for name, f in fields.items():
+        if name in taken:
+            continue
+        other.add_argument(
+            f"--{name.replace('_', '-')}", dest=f"field__{name}", metavar="VALUE", help=_field_help(f)
+        )
+    return parser
+
+
+def _coerce(name: str, raw: str) -> Any:
+    """A command-line string -> the value of config field ``name`` (YAML for non-strings)."""
+    hint = typing.get_type_hints(MultiModelConfig)[name]
+    if hint is str or hint == (str | None):
+        return None if raw.lower() in ("none", "null") else raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--{name.replace('_', '-')} {raw!r} is not a valid value: {exc}") from None
+
+
+def build_config(args: argparse.Namespace) -> MultiModelConfig:
+    """YAML file (if any) + command-line overrides -> a validated config."""
+    overrides: dict[str, Any] = {}
+    for key, (_, name, _) in NAMED.items():
+        if getattr(args, key) is not None:
+            overrides[name] = getattr(args, key)
+    for name in RENAMED_FIELDS:
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    for key, value in vars(args).items():
+        if key.startswith("field__") and value is not None:
+            overrides[key[7:]] = _coerce(key[7:], value)
+    if args.model is not None:
+        if args.model in DEFAULT_MODEL_NAMES:
+            overrides["model_types"] = [args.model]
+        else:
+            overrides["model_types"] = ["custom"]
+            overrides["model_names"] = {**overrides.get("model_names", {}), "custom": args.model}
+    if args.config:
+        return MultiModelConfig.from_yaml(args.config, **overrides)
+    return MultiModelConfig.from_dict(overrides)
+
+
+def _print_summary(trainer, results: dict[str, Any]) -> None:
+    rows = []
+    for pid, s in results["final_model_states"].items():
+        rows.append(
+            f"  {pid:<22} {s['model_type']:<9} {'yes' if s['trainable'] else 'no':<6} "
+            f"{s['avg_reward']:>+8.3f} {s['win_rate']:>6.2f} {s['invalid_rate']:>8.2f} "
+            f"{s['update_count']:>7d}"
+        )
+    header = f"  {'policy':<22} {'type':<9} {'train':<6} {'reward':>8} {'win':>6} {'invalid':>8} {'updates':>7}"
+    status = "completed" if results["training_completed"] else "stopped early"
+    print(
+        f"\nsrl: training {status}: {results['total_episodes']} episodes in "
+        f"{results['training_time']:.0f} s (recent-window averages)\n{header}\n" + "\n".join(rows)
+    )
+    if results.get("log_dir"):
+        print(f"logs:        {results['log_dir']}  (tensorboard --logdir {Path(results['log_dir']).parent})")
+    last = results["checkpoints_saved"][-1] if results["checkpoints_saved"] else None
+    if last:
+        print(f"checkpoint:  {Path(results['checkpoint_dir']) / last}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    from srl_trainers.models import ModelUnavailableError
+    from srl_trainers.trainer import MultiModelTrainer, install_sigint_handler
+
+    trainer = MultiModelTrainer(config)
+    try:
+        trainer.setup()
+        if args.resume:
+            trainer.load_checkpoint(args.resume)
+            print(f"srl: resumed from {args.resume} at episode {trainer.current_episode}", flush=True)
+    except (ConfigError, ModelUnavailableError, FileNotFoundError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    install_sigint_handler(trainer)
+    try:
+        results = trainer.train_sync()
+    except KeyboardInterrupt:
+        print("\nsrl: aborted; the last complete checkpoint is in " + str(config.checkpoint_dir))
+        return 130
+    _print_summary(trainer, results)
+    if trainer.monitor is not None:
+        trainer.monitor.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

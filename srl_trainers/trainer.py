@@ -1,0 +1,984 @@
+"""``MultiModelTrainer``: GRPO and PPO over a population of LoRA policies.
+
+One training episode, in the order of the methods below:
+
+1. **rollout**: ``E`` env copies play to the end. Every round, the prompts of all agents
+   played by LoRA slots of one base model go into ONE batched, mixed-adapter ``generate``
+   call; scripted bots and API models answer for the other agents.
+2. **rewards**: the env mixes each agent's reward from raw scores with the training mode's
+   cooperation balance (:class:`ModeController`); a user ``reward_function`` may add to or
+   replace the reward of each LLM turn.
+3. **advantages**: credit rule: every LLM turn is one sample, credited with the return of
+   its agent from that turn to the end of the env episode (reward-to-go, undiscounted).
+   GRPO: copies come in groups of ``group_size`` sharing one env seed; a turn's advantage is
+   its return relative to the same agent's turns at the same round in its group. PPO: GAE
+   over each agent's turns with a value head per adapter.
+4. **loss + weight-update strategy**: per policy group (slots sharing a base model) the
+   strategy picks the slots that step; each stepping slot backpropagates its loss into its
+   own adapter; the strategy may average gradients before, or weights after, the step.
+5. **log and save**: metrics to the monitor; checkpoints every ``save_interval`` episodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import signal
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import srl_envs
+from srl_trainers.algorithms import ValueHead, compute_gae, group_advantages, grpo_loss, ppo_loss
+from srl_trainers.checkpoint import (
+    CheckpointManager,
+    capture_rng_state,
+    checkpoint_id_for,
+    restore_rng_state,
+)
+from srl_trainers.config import (
+    API_MODEL_TYPES,
+    ConfigError,
+    MultiModelConfig,
+    TrainingMode,
+    WeightUpdateStrategy,
+)
+from srl_trainers.models import ModelPool, resolve_checkpoint
+from srl_trainers.monitor import UnifiedMonitor
+from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
+from srl_trainers.strategies import make_strategy
+
+__all__ = ["ModeController", "MultiModelTrainer", "TrainingEnvironment", "Turn"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a player in a multi-agent game. Read the rules and the state, then answer with "
+    "your action in exactly the format the prompt shows. Be brief."
+)
+# Training env seeds live below 2**31; evaluation seeds start at EVAL_SEED_OFFSET, so the two
+# never overlap.
+EVAL_SEED_OFFSET = 2**40
+
+
+# ------------------------------------------------------------------------------ data
+@dataclass
+class Turn:
+    """One LLM action: a training sample of ``slot``."""
+
+    slot: str
+    episode: int
+    copy: int
+    group: int
+    agent: str
+    round: int
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    gen_logprobs: list[float]
+    text: str
+    reward: float = 0.0
+    ret: float = 0.0
+    advantage: float = 0.0
+    invalid: bool = False
+    done: bool = False
+
+
+@dataclass
+class RolloutResult:
+    """What one training episode's env copies produced."""
+
+    turns: list[Turn]
+    # per copy: agent -> summed raw score, summed reward, invalid count, turns
+    raw_totals: list[dict[str, float]]
+    reward_totals: list[dict[str, float]]
+    invalid_counts: list[dict[str, int]]
+    turn_counts: list[dict[str, int]]
+    env_metrics: dict[str, float] = field(default_factory=dict)
+    tokens_generated: int = 0
+    generation_seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------ env side
+class TrainingEnvironment:
+    """The environment the trainer plays, with the custom reward hook users expect.
+
+    ``reward_function(model_output: str, context: dict) -> float`` is called for every LLM
+    turn; with ``reward_function_mode="add"`` (default) its value is added to the env reward,
+    with ``"replace"`` it replaces it. ``context`` holds ``agent``, ``policy_id``, ``round``,
+    ``observation``, ``action`` (the parsed action), ``invalid``, ``env_reward``,
+    ``raw_score`` and ``info``.
+    """
+
+    def __init__(self, config: MultiModelConfig) -> None:
+        self.config = config
+        self.reward_function: Callable[[str, dict[str, Any]], float] | None = None
+        self.reward_function_mode = "add"
+
+    @property
+    def env_id(self) -> str:
+        return srl_envs.spec(self.config.env).id
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Constructor kwargs: ``episode_length`` and the player count from the config, then
+        the user's ``env_kwargs`` on top."""
+        kwargs: dict[str, Any] = {"episode_length": self.config.episode_length}
+        if self.config.env in ("coop_compete", "staged") and self.config.policy_mapping is None:
+            kwargs["num_models"] = max(self.config.num_models, 2)
+        return {**kwargs, **self.config.env_kwargs}
+
+    def make(self):
+        try:
+            return srl_envs.make(self.config.env, **self.env_kwargs())
+        except ValueError as exc:
+            raise ConfigError(f"MultiModelConfig.env_kwargs: {exc}") from None
+
+    def custom_reward(self, text: str, context: dict[str, Any], env_reward: float) -> float:
+        if self.reward_function is None:
+            return env_reward
+        if self.reward_function_mode not in ("add", "replace"):
+            raise ConfigError(
+                f"reward_function_mode={self.reward_function_mode!r}: use 'add' or 'replace'"
+            )
+        value = float(self.reward_function(text, context))
+        if not math.isfinite(value):
+            raise ValueError(f"reward_function returned {value!r} for agent {context['agent']}")
+        return value if self.reward_function_mode == "replace" else env_reward + value
+
+
+class ModeController:
+    """The cooperation balance of the training mode.
+
+    * COOPERATIVE: ``c = cooperation_strength``, ``k = 0``.
+    * COMPETITIVE: ``c = 0`` (zero-sum), ``k = competition_intensity``.
+    * MIXED: ``k = competition_intensity`` and ``c`` starts at ``cooperation_strength``; after
+      every training episode ``c`` moves by ``mixed_adapt_rate`` toward cooperation when the
+      group welfare (mean raw score per agent) fell below its running average (EMA, 0.8), and
+      toward competition when it rose above it; ``c`` stays in [0.05, 0.95].
+    """
+
+    def __init__(self, config: MultiModelConfig) -> None:
+        self.config = config
+        self.cooperation = config.cooperation_strength
+        self.welfare_ema: float | None = None
+
+    def balance(self) -> tuple[float, float]:
+        """(cooperation level c, competition intensity k) for the next episode."""
+        mode = self.config.training_mode
+        if mode is TrainingMode.COOPERATIVE:
+            return self.config.cooperation_strength, 0.0
+        if mode is TrainingMode.COMPETITIVE:
+            return 0.0, self.config.competition_intensity
+        return self.cooperation, self.config.competition_intensity
+
+    def observe(self, welfare: float) -> None:
+        if self.config.training_mode is not TrainingMode.MIXED:
+            return
+        if self.welfare_ema is not None:
+            step = self.config.mixed_adapt_rate
+            if welfare < self.welfare_ema - 1e-9:
+                self.cooperation = min(0.95, self.cooperation + step)
+            elif welfare > self.welfare_ema + 1e-9:
+                self.cooperation = max(0.05, self.cooperation - step)
+            self.welfare_ema = 0.8 * self.welfare_ema + 0.2 * welfare
+        else:
+            self.welfare_ema = welfare
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cooperation": self.cooperation, "welfare_ema": self.welfare_ema}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cooperation = state["cooperation"]
+        self.welfare_ema = state["welfare_ema"]
+
+
+# ------------------------------------------------------------------------------ trainer
+class MultiModelTrainer:
+    """Trains the LoRA slots of a population on an srl env (see the module docstring).
+
+    Heavy objects (models, env copies) are built at the first ``train()`` or
+    ``load_checkpoint()``, so ``trainer.config`` stays editable until then.
+    """
+
+    def __init__(
+        self, config: MultiModelConfig | None = None, *, monitor: UnifiedMonitor | None = None
+    ) -> None:
+        self.config = config if config is not None else MultiModelConfig()
+        self.environment = TrainingEnvironment(self.config)
+        self.monitor = monitor
+        self.is_training = False
+        self.current_episode = 0
+        self.training_time = 0.0
+        self.checkpoints_saved: list[str] = []
+        self.policies: dict[str, Policy] = {}
+        self.policy_mapping: dict[str, str] = {}
+        self._built = False
+        self._stop_requested = False
+        self._history: dict[str, deque] = {}
+        self._totals: dict[str, dict[str, float]] = {}
+        self._last_metrics: dict[str, float] = {}
+
+    # ================================================================= setup
+    def setup(self) -> None:
+        """Build env copies, models, adapters, optimizers and strategies (idempotent)."""
+        if self._built:
+            return
+        cfg = self.config
+        cfg.validate()
+        _seed_everything(cfg.seed)
+        probe = self.environment.make()
+        self.agents = list(probe.possible_agents)
+        self.teams = probe.teams
+        self.policy_mapping = self._build_policy_mapping()
+        self._build_policies()
+        self.modes = ModeController(cfg)
+        self.num_copies = self._num_copies()
+        self.envs = [probe] + [self.environment.make() for _ in range(self.num_copies - 1)]
+        for policy in self.policies.values():
+            if isinstance(policy, BotPolicy):
+                policy.bots = [
+                    srl_envs.make_bot(self._bot_env_id(), policy.model_name, seed=cfg.seed + i)
+                    for i in range(self.num_copies)
+                ]
+        self._buffers: dict[str, list[Turn]] = {s: [] for s in self.slots}
+        self._since_step: dict[str, int] = dict.fromkeys(self.slots, 0)
+        self._history = {p: deque(maxlen=cfg.reward_window) for p in self.policies}
+        self._totals = {
+            p: {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
+            for p in self.policies
+        }
+        self.checkpoints = CheckpointManager(cfg.checkpoint_dir, max_checkpoints=cfg.max_checkpoints)
+        self._built = True
+        self._print_mapping()
+
+    def _bot_env_id(self) -> str:
+        env = self.envs[0] if getattr(self, "envs", None) else self.environment.make()
+        return getattr(env, "base_id", self.environment.env_id)
+
+    def _build_policy_mapping(self) -> dict[str, str]:
+        cfg = self.config
+        slots = cfg.slot_ids()
+        if cfg.policy_mapping is not None:
+            mapping = dict(cfg.policy_mapping)
+            unknown = [a for a in mapping if a not in self.agents]
+            if unknown:
+                raise ConfigError(
+                    f"MultiModelConfig.policy_mapping names unknown agents {unknown}; the env's "
+                    f"agents are {self.agents}"
+                )
+            for agent in self.agents:
+                mapping.setdefault(agent, f"bot:{cfg.opponent_policy}")
+            for agent, target in mapping.items():
+                if target not in slots and not target.startswith("bot:"):
+                    raise ConfigError(
+                        f"MultiModelConfig.policy_mapping[{agent!r}]={target!r}: use a slot id "
+                        f"{slots} or 'bot:<name>'"
+                    )
+            unused = [s for s in slots if s not in mapping.values()]
+            if unused:
+                raise ConfigError(
+                    f"MultiModelConfig.policy_mapping leaves slots {unused} without an agent; "
+                    f"lower num_models or map an agent to each slot"
+                )
+            return mapping
+        if cfg.num_models > len(self.agents):
+            raise ConfigError(
+                f"MultiModelConfig.num_models={cfg.num_models} is more than the {len(self.agents)} "
+                f"agents of env {cfg.env!r}; use num_models <= {len(self.agents)} or a "
+                f"policy_mapping"
+            )
+        mapping = {agent: slots[i] for i, agent in enumerate(self.agents[: len(slots)])}
+        for agent in self.agents[len(slots) :]:
+            mapping[agent] = f"bot:{cfg.opponent_policy}"
+        return mapping
+
+    def _build_policies(self) -> None:
+        cfg = self.config
+        names = cfg.resolved_model_names()
+        self.pools: dict[str, ModelPool] = {}
+        self.groups: dict[str, list[str]] = defaultdict(list)  # checkpoint -> slots
+        self.slots: list[str] = []
+        for slot, mtype in zip(cfg.slot_ids(), cfg.slot_model_types()):
+            if mtype in API_MODEL_TYPES:
+                raise ConfigError(
+                    f"model type {mtype!r} (slot {slot}) is served by an API: set model_names="
+                    f"{{'{mtype}': '<model>'}} and the API settings; API policies are added by "
+                    f"srl_trainers.api"
+                )
+            checkpoint = resolve_checkpoint(names[mtype])
+            self.policies[slot] = LoRAPolicy(
+                slot, mtype, names[mtype], checkpoint=checkpoint,
+                agents=[a for a, p in self.policy_mapping.items() if p == slot],
+            )
+            self.groups[checkpoint].append(slot)
+            self.slots.append(slot)
+        bot_env = srl_envs.spec(self.environment.env_id)
+        for agent, target in self.policy_mapping.items():
+            if target.startswith("bot:"):
+                name = target[4:]
+                if bot_env.bots and name not in bot_env.bots and not hasattr(self.environment.make(), "base_id"):
+                    raise ConfigError(
+                        f"MultiModelConfig.opponent_policy/policy_mapping: unknown bot {name!r} "
+                        f"for {bot_env.id}; use one of {sorted(bot_env.bots)}"
+                    )
+                pid = f"bot_{name}"
+                self.policy_mapping[agent] = pid
+                self.policies.setdefault(pid, BotPolicy(pid, "scripted", name))
+                self.policies[pid].agents.append(agent)
+        self.strategies = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.value_heads: dict[str, ValueHead] = {}
+        self.pool_of: dict[str, ModelPool] = {}
+        for checkpoint, slots in self.groups.items():
+            pool = ModelPool(checkpoint, dtype=cfg.dtype, device=cfg.device, kv_cache_size=cfg.kv_cache_size)
+            self.pools[checkpoint] = pool
+            strategy = make_strategy(cfg, slots)
+            self.strategies[checkpoint] = strategy
+            for i, slot in enumerate(slots):
+                pool.add_adapter(
+                    slot,
+                    rank=cfg.lora_rank,
+                    alpha=cfg.lora_alpha,
+                    dropout=cfg.lora_dropout,
+                    target_modules=cfg.lora_target_modules,
+                    seed=strategy.lora_init_seed(i, cfg.seed),
+                )
+                self.pool_of[slot] = pool
+            for slot in slots:
+                params = strategy.trainable_parameters(pool.model, slot)
+                if cfg.algorithm == "ppo":
+                    torch.manual_seed(cfg.seed + 7919)
+                    head = ValueHead(pool.hidden_size).to(pool.device)
+                    self.value_heads[slot] = head
+                    params = [*params, *head.parameters()]
+                self.optimizers[slot] = torch.optim.AdamW(params, lr=cfg.learning_rate)
+
+    def _num_copies(self) -> int:
+        """E env copies: enough for ``batch_size`` samples per slot per episode, in whole
+        GRPO groups."""
+        cfg = self.config
+        per_copy = min(
+            (len(p.agents) for p in self.policies.values() if p.trainable), default=1
+        ) * cfg.episode_length
+        g = cfg.group_size if cfg.algorithm == "grpo" else 1
+        return g * max(1, math.ceil(cfg.batch_size / (per_copy * g)))
+
+    def _print_mapping(self) -> None:
+        lines = [f"srl: env {self.environment.env_id}, {self.num_copies} copies, "
+                 f"{self.config.algorithm.upper()}, {self.config.weight_update_strategy.value}, "
+                 f"{self.config.training_mode.value}"]
+        for agent in self.agents:
+            lines.append(f"  {agent:>10} <- {self.policies[self.policy_mapping[agent]].describe()}")
+        print("\n".join(lines), flush=True)
+
+    # ================================================================= training loop
+    async def train(self) -> dict[str, Any]:
+        """Run training episodes until ``max_episodes``; returns the run's results."""
+        self.setup()
+        cfg = self.config
+        cfg.validate()
+        monitor = self._ensure_monitor()
+        self.is_training = True
+        self._stop_requested = False
+        start = time.time() - self.training_time
+        if monitor is not None:
+            monitor.progress(cfg.max_episodes, initial=self.current_episode)
+        try:
+            while self.current_episode < cfg.max_episodes and not self._stop_requested:
+                episode = self.current_episode
+                results = await self.train_multi_model_episode(episode)
+                self.training_time = time.time() - start
+                if monitor is not None:
+                    if (episode + 1) % cfg.log_metrics_interval == 0:
+                        monitor.log(results["metrics"], step=episode + 1)
+                    monitor.update_progress(episode + 1, self._progress_summary())
+                if (episode + 1) % cfg.save_interval == 0 or self.current_episode >= cfg.max_episodes:
+                    self.save_checkpoint()
+            if self._stop_requested and (not self.checkpoints_saved or
+                                         self.checkpoints_saved[-1] != checkpoint_id_for(self.current_episode)):
+                self.save_checkpoint()
+        finally:
+            self.is_training = False
+            self.training_time = time.time() - start
+        return {
+            "training_completed": self.current_episode >= cfg.max_episodes,
+            "interrupted": self._stop_requested and self.current_episode < cfg.max_episodes,
+            "total_episodes": self.current_episode,
+            "training_time": self.training_time,
+            "training_metrics": dict(self._last_metrics),
+            "final_model_states": self.get_model_performance_summary(),
+            "checkpoints_saved": list(self.checkpoints_saved),
+            "checkpoint_dir": str(Path(cfg.checkpoint_dir).resolve()),
+            "log_dir": str(monitor.run_dir) if monitor is not None else None,
+        }
+
+    def train_sync(self) -> dict[str, Any]:
+        """``train()`` for scripts without asyncio."""
+        return asyncio.run(self.train())
+
+    def request_stop(self) -> None:
+        """Finish the current episode, save a checkpoint and return from ``train()``."""
+        self._stop_requested = True
+
+    async def train_multi_model_episode(self, episode_num: int) -> dict[str, Any]:
+        """One training episode: rollout, rewards, advantages, updates; returns its metrics."""
+        self.setup()
+        coop, comp = self.modes.balance()
+        rollout = await self._rollout(episode_num, coop, comp)
+        self._compute_returns(rollout.turns)
+        for turn in rollout.turns:
+            self._buffers[turn.slot].append(turn)
+        welfare = self._update_stats(rollout)
+        update_metrics = self._update_policies(episode_num)
+        self.modes.observe(welfare)
+        self.current_episode = episode_num + 1
+        metrics = self._episode_metrics(rollout, update_metrics, coop, comp, welfare)
+        self._last_metrics = metrics
+        return {"episode": episode_num, "metrics": metrics}
+
+    # ================================================================= rollout
+    def env_seed(self, episode: int, group: int) -> int:
+        """Seed of the env copies of one GRPO group (shared inside the group)."""
+        return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
+
+    async def _rollout(self, episode: int, coop: float, comp: float) -> RolloutResult:
+        cfg = self.config
+        g = cfg.group_size if cfg.algorithm == "grpo" else 1
+        observations = []
+        for copy, env in enumerate(self.envs):
+            if not hasattr(env, "base_id"):  # the staged curriculum owns its cooperation level
+                env.cooperation_level, env.competition_intensity = coop, comp
+            obs, _ = env.reset(seed=self.env_seed(episode, copy // g))
+            observations.append(obs)
+        for policy in self.policies.values():
+            if isinstance(policy, BotPolicy):
+                policy.reset([self.env_seed(episode, c // g) + 17 for c in range(self.num_copies)])
+        E = self.num_copies
+        raw = [defaultdict(float) for _ in range(E)]
+        rew = [defaultdict(float) for _ in range(E)]
+        inval = [defaultdict(int) for _ in range(E)]
+        counts = [defaultdict(int) for _ in range(E)]
+        env_metrics: dict[str, list[float]] = defaultdict(list)
+        turns: list[Turn] = []
+        tokens, gen_seconds = 0, 0.0
+        live = [bool(env.agents) for env in self.envs]
+        round_idx = 0
+        while any(live):
+            # --- who acts: LLM requests grouped by base model, bots answer directly
+            requests: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+            actions: list[dict[str, str]] = [{} for _ in range(E)]
+            for copy in range(E):
+                if not live[copy]:
+                    continue
+                for agent in self.envs[copy].agents:
+                    policy = self.policies[self.policy_mapping[agent]]
+                    if isinstance(policy, LoRAPolicy):
+                        requests[policy.checkpoint].append((copy, agent, policy.policy_id))
+                    else:
+                        actions[copy][agent] = policy.act(copy, observations[copy][agent])
+            # --- one mixed-adapter generate call per base model
+            t0 = time.time()
+            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx) % (2**31 - 1)
+            jobs = []
+            for checkpoint, reqs in requests.items():
+                pool = self.pools[checkpoint]
+                prompts = pool.format_prompts(
+                    [observations[c][a] for c, a, _ in reqs], self._system_prompt()
+                )
+                jobs.append(asyncio.to_thread(
+                    pool.generate, prompts, [s for _, _, s in reqs],
+                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                    top_p=cfg.top_p, do_sample=True, generator_seed=gen_seed,
+                ))
+            results = await asyncio.gather(*jobs)
+            gen_seconds += time.time() - t0
+            pending: dict[tuple[int, str], Turn] = {}
+            for reqs, gens in zip(requests.values(), results):
+                for (copy, agent, slot), gen in zip(reqs, gens):
+                    actions[copy][agent] = gen.text
+                    tokens += len(gen.completion_ids)
+                    pending[(copy, agent)] = Turn(
+                        slot=slot, episode=episode, copy=copy, group=copy // g, agent=agent,
+                        round=round_idx, prompt_ids=gen.prompt_ids,
+                        completion_ids=gen.completion_ids, gen_logprobs=gen.logprobs,
+                        text=gen.text,
+                    )
+            # --- step every live copy
+            for copy in range(E):
+                if not live[copy]:
+                    continue
+                env = self.envs[copy]
+                obs, rewards, terms, truncs, infos = env.step(actions[copy])
+                for agent, r in rewards.items():
+                    info = infos[agent]
+                    raw[copy][agent] += info["raw_score"]
+                    inval[copy][agent] += int(info["invalid_action"])
+                    counts[copy][agent] += 1
+                    turn = pending.get((copy, agent))
+                    if turn is not None:
+                        turn.invalid = bool(info["invalid_action"])
+                        turn.done = bool(terms[agent] or truncs[agent])
+                        context = {
+                            "agent": agent, "policy_id": turn.slot, "round": round_idx,
+                            "observation": observations[copy][agent], "action": info["action"],
+                            "invalid": turn.invalid, "env_reward": r,
+                            "raw_score": info["raw_score"], "info": info,
+                        }
+                        r = self.environment.custom_reward(turn.text, context, r)
+                        turn.reward = r
+                        turns.append(turn)
+                    rew[copy][agent] += r
+                for key, value in _numeric_env_info(infos).items():
+                    env_metrics[key].append(value)
+                observations[copy] = obs
+                live[copy] = bool(env.agents)
+            round_idx += 1
+        return RolloutResult(
+            turns=turns,
+            raw_totals=[dict(x) for x in raw],
+            reward_totals=[dict(x) for x in rew],
+            invalid_counts=[dict(x) for x in inval],
+            turn_counts=[dict(x) for x in counts],
+            env_metrics={k: float(np.mean(v)) for k, v in env_metrics.items()},
+            tokens_generated=tokens,
+            generation_seconds=gen_seconds,
+        )
+
+    def _system_prompt(self) -> str:
+        return self.config.system_prompt if self.config.system_prompt is not None else DEFAULT_SYSTEM_PROMPT
+
+    # ================================================================= returns and advantages
+    @staticmethod
+    def _compute_returns(turns: list[Turn]) -> None:
+        """Reward-to-go per (copy, agent), undiscounted (the credit rule)."""
+        by_traj: dict[tuple[int, str], list[Turn]] = defaultdict(list)
+        for t in turns:
+            by_traj[(t.copy, t.agent)].append(t)
+        for traj in by_traj.values():
+            running = 0.0
+            for t in sorted(traj, key=lambda t: t.round, reverse=True):
+                running += t.reward
+                t.ret = running
+
+    def _grpo_advantages(self, samples: list[Turn]) -> torch.Tensor:
+        keys = {}
+        ids = [keys.setdefault((t.episode, t.group, t.agent, t.round), len(keys)) for t in samples]
+        returns = torch.tensor([t.ret for t in samples], dtype=torch.float32)
+        return group_advantages(
+            returns, torch.tensor(ids, dtype=torch.long), scale_by_std=self.config.scale_rewards
+        )
+
+    def _ppo_advantages(self, samples: list[Turn], values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        adv = torch.zeros(len(samples))
+        ret = torch.zeros(len(samples))
+        by_traj: dict[tuple[int, int, str], list[int]] = defaultdict(list)
+        for i, t in enumerate(samples):
+            by_traj[(t.episode, t.copy, t.agent)].append(i)
+        for idx in by_traj.values():
+            idx.sort(key=lambda i: samples[i].round)
+            a, r = compute_gae(
+                [samples[i].reward for i in idx], [float(values[i]) for i in idx],
+                gamma=cfg.gamma, lam=cfg.gae_lambda,
+            )
+            adv[idx] = torch.as_tensor(a, dtype=torch.float32)
+            ret[idx] = torch.as_tensor(r, dtype=torch.float32)
+        return adv, ret
+
+    # ================================================================= loss and updates
+    def _update_policies(self, episode: int) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for checkpoint, slots in self.groups.items():
+            strategy = self.strategies[checkpoint]
+            pool = self.pools[checkpoint]
+            stepping = [s for s in strategy.select(episode, self._recent_rewards(slots)) if self._buffers[s]]
+            if not stepping:
+                continue
+            batches = {slot: self._prepare_batch(slot) for slot in stepping}
+            for _ in range(self.config.num_iterations):
+                for slot in stepping:
+                    for k, v in self._backward(slot, batches[slot]).items():
+                        metrics[f"model/{slot}/{k}"] = v
+                strategy.before_optimizer_step(pool.model, stepping)
+                for slot in stepping:
+                    params = [p for group in self.optimizers[slot].param_groups for p in group["params"]]
+                    if self.config.max_grad_norm > 0:
+                        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+                        metrics[f"model/{slot}/grad_norm"] = float(norm)
+                    self.optimizers[slot].step()
+                    self.optimizers[slot].zero_grad(set_to_none=True)
+            strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
+            for slot in stepping:
+                self._buffers[slot] = []
+            for k, v in strategy.metrics().items():
+                metrics[k if len(self.groups) == 1 else f"{k}/{Path(checkpoint).name}"] = v
+        # bound the buffers of slots that did not step to their newest update's worth
+        for i, slot in enumerate(self.slots):
+            cap = self.config.batch_size * self.config.slot_update_frequency(i) * 2
+            if len(self._buffers[slot]) > cap:
+                self._buffers[slot] = self._buffers[slot][-cap:]
+        return metrics
+
+    def _prepare_batch(self, slot: str) -> dict[str, Any]:
+        """Tensors that stay fixed over the iterations: advantages, reference and old logps."""
+        cfg = self.config
+        pool = self.pool_of[slot]
+        samples = self._buffers[slot]
+        prompts = [t.prompt_ids for t in samples]
+        completions = [t.completion_ids for t in samples]
+        batch: dict[str, Any] = {"samples": samples, "prompts": prompts, "completions": completions}
+        if cfg.beta > 0:
+            batch["ref"] = self._chunked_logprobs(pool, None, prompts, completions)
+        if cfg.algorithm == "grpo":
+            batch["advantages"] = self._grpo_advantages(samples)
+            if cfg.num_iterations > 1:
+                batch["old"] = self._chunked_logprobs(pool, slot, prompts, completions)
+        else:
+            old, hidden = self._chunked_logprobs(pool, slot, prompts, completions, hidden=True)
+            with torch.no_grad():
+                values = self.value_heads[slot](hidden)
+            batch["old"], batch["old_values"] = old, values
+            batch["advantages"], batch["returns"] = self._ppo_advantages(samples, values)
+        return batch
+
+    def _chunked_logprobs(self, pool, adapter, prompts, completions, hidden: bool = False):
+        """No-grad logps (and last-prompt hidden states) over micro-batches, padded to one width."""
+        width = max(len(c) for c in completions)
+        logps, hiddens = [], []
+        for lo in range(0, len(prompts), _MICRO_BATCH):
+            out = pool.sequence_logprobs(
+                adapter, prompts[lo : lo + _MICRO_BATCH], completions[lo : lo + _MICRO_BATCH],
+                temperature=self.config.temperature, requires_grad=False, return_hidden=hidden,
+            )
+            logps.append(torch.nn.functional.pad(out.logprobs.float(), (0, width - out.logprobs.shape[1])))
+            if hidden:
+                hiddens.append(out.hidden.float())
+        logps = torch.cat(logps)
+        return (logps, torch.cat(hiddens)) if hidden else logps
+
+    def _backward(self, slot: str, batch: dict[str, Any]) -> dict[str, float]:
+        """Loss of ``slot`` on its batch, backpropagated in micro-batches (weights keep the
+        loss normalisation of the full batch)."""
+        cfg = self.config
+        pool = self.pool_of[slot]
+        n = len(batch["samples"])
+        total_tokens = sum(len(c) for c in batch["completions"])
+        sums: dict[str, float] = defaultdict(float)
+        for lo in range(0, n, _MICRO_BATCH):
+            sl = slice(lo, lo + _MICRO_BATCH)
+            prompts, completions = batch["prompts"][sl], batch["completions"][sl]
+            out = pool.sequence_logprobs(
+                slot, prompts, completions, temperature=cfg.temperature, requires_grad=True,
+                return_entropy=True, return_hidden=cfg.algorithm == "ppo",
+            )
+            width = out.logprobs.shape[1]
+            logps = out.logprobs.float()
+            mask = out.mask.float()
+            ref = batch["ref"][sl, :width] if "ref" in batch else None
+            old = batch["old"][sl, :width] if "old" in batch else None
+            if cfg.algorithm == "grpo":
+                loss, m = grpo_loss(
+                    logps, old, ref, batch["advantages"][sl], mask,
+                    beta=cfg.beta, epsilon_low=cfg.epsilon,
+                    epsilon_high=cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
+                    loss_type=cfg.loss_type, max_completion_length=cfg.max_new_tokens,
+                )
+            else:
+                values = self.value_heads[slot](out.hidden.float())
+                loss, m = ppo_loss(
+                    logps, old, batch["advantages"][sl], mask, values,
+                    batch["old_values"][sl], batch["returns"][sl],
+                    clip_range=cfg.epsilon, value_clip=cfg.value_clip, vf_coef=cfg.vf_coef,
+                    ref_per_token_logps=ref, beta=cfg.beta,
+                )
+            token_share = float(mask.sum()) / max(total_tokens, 1)
+            seq_share = len(completions) / n
+            weight = token_share if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo") else seq_share
+            (loss * weight).backward()
+            sums["loss"] += float(loss) * weight
+            for k, v in m.items():
+                sums[k] += float(v) * seq_share
+            if out.entropy is not None:
+                sums["entropy"] += float((out.entropy.float() * mask).sum() / mask.sum().clamp(min=1)) * seq_share
+        sums["samples"] = n
+        sums["mean_advantage"] = float(batch["advantages"].mean())
+        return dict(sums)
+
+    # ================================================================= stats and metrics
+    def _recent_rewards(self, slots: list[str]) -> dict[str, float]:
+        return {s: float(np.mean([h["reward"] for h in self._history[s]])) if self._history[s] else 0.0 for s in slots}
+
+    def _update_stats(self, rollout: RolloutResult) -> float:
+        """Per-policy episode stats; returns the group welfare (mean raw score per agent)."""
+        per_policy: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        welfare = []
+        for copy in range(self.num_copies):
+            raw = rollout.raw_totals[copy]
+            wins = _wins(raw, self.teams)
+            welfare.append(float(np.mean(list(raw.values()))))
+            for agent, total in rollout.reward_totals[copy].items():
+                pid = self.policy_mapping[agent]
+                per_policy[pid]["reward"].append(total)
+                per_policy[pid]["raw"].append(raw[agent])
+                per_policy[pid]["win"].append(float(wins[agent]))
+                per_policy[pid]["invalid"].append(rollout.invalid_counts[copy].get(agent, 0))
+                per_policy[pid]["turns"].append(rollout.turn_counts[copy].get(agent, 0))
+        group_welfare = float(np.mean(welfare))
+        for pid, stats in per_policy.items():
+            invalid, turns = sum(stats["invalid"]), sum(stats["turns"])
+            self._history[pid].append({
+                "reward": float(np.mean(stats["reward"])),
+                "raw": float(np.mean(stats["raw"])),
+                "win_rate": float(np.mean(stats["win"])),
+                "invalid_rate": invalid / max(turns, 1),
+                "welfare": group_welfare,
+            })
+            totals = self._totals[pid]
+            totals["episodes"] += 1
+            totals["env_episodes"] += len(stats["win"])
+            totals["wins"] += sum(stats["win"])
+            totals["invalid"] += invalid
+            totals["turns"] += turns
+        return group_welfare
+
+    def _episode_metrics(self, rollout, update_metrics, coop, comp, welfare) -> dict[str, float]:
+        metrics: dict[str, float] = {
+            "train/cooperation_balance": coop,
+            "train/competition_intensity": comp,
+            "env/group_welfare": welfare,
+            "env/invalid_rate": float(np.mean([t.invalid for t in rollout.turns])) if rollout.turns else 0.0,
+            "perf/tokens_per_second": rollout.tokens_generated / max(rollout.generation_seconds, 1e-9),
+            "perf/generated_tokens": float(rollout.tokens_generated),
+        }
+        for key, value in rollout.env_metrics.items():
+            metrics[f"env/{key}"] = value
+        for pid in self.policies:
+            last = self._history[pid][-1] if self._history[pid] else None
+            if last is None:
+                continue
+            metrics[f"model/{pid}/reward"] = last["reward"]
+            metrics[f"model/{pid}/avg_reward"] = self._recent_rewards([pid])[pid]
+            metrics[f"model/{pid}/win_rate"] = last["win_rate"]
+            metrics[f"model/{pid}/invalid_rate"] = last["invalid_rate"]
+            metrics[f"model/{pid}/update_count"] = float(self._update_count(pid))
+        metrics.update(update_metrics)
+        return metrics
+
+    def _update_count(self, pid: str) -> int:
+        for checkpoint, slots in self.groups.items():
+            if pid in slots:
+                return int(self.strategies[checkpoint].update_counts[pid])
+        return 0
+
+    def _progress_summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        for pid in self.slots:
+            h = self._history[pid]
+            if h:
+                short = pid.split("_")[1]
+                summary[f"r{short}"] = round(float(np.mean([x["reward"] for x in h])), 3)
+                summary[f"w{short}"] = round(float(np.mean([x["win_rate"] for x in h])), 2)
+        summary["inv"] = round(self._last_metrics.get("env/invalid_rate", 0.0), 2)
+        return summary
+
+    def get_training_status(self) -> dict[str, Any]:
+        """Core SRL's status dict (progress = episodes done / max_episodes)."""
+        return {
+            "is_training": self.is_training,
+            "current_episode": self.current_episode,
+            "max_episodes": self.config.max_episodes,
+            "progress": self.current_episode / self.config.max_episodes,
+            "training_time": self.training_time,
+            "model_states": self.get_model_performance_summary(),
+            "checkpoints_count": len(self.checkpoints_saved),
+            "config": self.config.to_dict(),
+        }
+
+    def get_model_performance_summary(self) -> dict[str, dict[str, Any]]:
+        """Per policy: recent ``avg_reward`` and ``win_rate``, totals and update counts.
+
+        A win: the agent's (team's) total raw score over an env episode is strictly higher
+        than the mean of the other agents' (the other team's); ties are not wins.
+        """
+        out = {}
+        for pid, policy in self.policies.items():
+            h = list(self._history.get(pid, []))
+            totals = self._totals.get(pid, {})
+            out[pid] = {
+                "model_type": policy.model_type,
+                "model_name": policy.model_name,
+                "trainable": policy.trainable,
+                "agents": list(policy.agents),
+                "avg_reward": float(np.mean([x["reward"] for x in h])) if h else 0.0,
+                "avg_raw_score": float(np.mean([x["raw"] for x in h])) if h else 0.0,
+                "win_rate": float(np.mean([x["win_rate"] for x in h])) if h else 0.0,
+                "overall_win_rate": totals.get("wins", 0) / max(totals.get("env_episodes", 0), 1),
+                "invalid_rate": float(np.mean([x["invalid_rate"] for x in h])) if h else 0.0,
+                "cooperation_score": float(np.mean([x["welfare"] for x in h])) if h else 0.0,
+                "total_episodes": int(totals.get("episodes", 0)),
+                "update_count": self._update_count(pid),
+            }
+        return out
+
+    # ================================================================= monitor
+    def _ensure_monitor(self) -> UnifiedMonitor | None:
+        if not self.config.enable_monitoring:
+            return self.monitor
+        if self.monitor is None:
+            self.monitor = UnifiedMonitor(self.config.log_dir, run_name=self._run_name())
+        self.monitor.start()
+        return self.monitor
+
+    def _run_name(self) -> str:
+        cfg = self.config
+        if cfg.run_name:
+            return cfg.run_name
+        cfg.run_name = (
+            f"{cfg.env}_{cfg.algorithm}_{cfg.weight_update_strategy.value}_s{cfg.seed}_"
+            f"{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        return cfg.run_name
+
+    # ================================================================= checkpoints
+    def save_checkpoint(self) -> str:
+        """Write a complete checkpoint of the current state; returns its id."""
+        self.setup()
+        cid = checkpoint_id_for(self.current_episode)
+
+        def write(directory: Path) -> None:
+            for slot in self.slots:
+                self.pool_of[slot].save_adapter(slot, directory / "adapters" / slot)
+            torch.save({s: o.state_dict() for s, o in self.optimizers.items()}, directory / "optimizers.pt")
+            if self.value_heads:
+                torch.save({s: h.state_dict() for s, h in self.value_heads.items()}, directory / "value_heads.pt")
+            torch.save(self._trainer_state(), directory / "trainer_state.pt")
+            torch.save(capture_rng_state(), directory / "rng.pt")
+
+        metadata = {
+            "checkpoint_id": cid,
+            "episode": self.current_episode,
+            "config": self.config.to_dict(),
+            "policy_mapping": dict(self.policy_mapping),
+            "slots": list(self.slots),
+            "training_time": self.training_time,
+            "summary": self.get_model_performance_summary(),
+        }
+        self.checkpoints.save(cid, write, metadata)
+        if cid not in self.checkpoints_saved:
+            self.checkpoints_saved.append(cid)
+        return cid
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "current_episode": self.current_episode,
+            "training_time": self.training_time,
+            "strategies": {Path(k).name: s.state_dict() for k, s in self.strategies.items()},
+            "modes": self.modes.state_dict(),
+            "history": {k: list(v) for k, v in self._history.items()},
+            "totals": self._totals,
+            "buffers": self._buffers,
+            "curricula": [env.state_dict() for env in self.envs if hasattr(env, "state_dict")],
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            "checkpoints_saved": list(self.checkpoints_saved),
+        }
+
+    def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
+        """Restore a checkpoint (id or ``"latest"``) so that ``train()`` continues from it."""
+        self.setup()
+        path = self.checkpoints.resolve(checkpoint_id)
+        meta = self.checkpoints.load_metadata(path.name)
+        if meta["slots"] != self.slots or meta["policy_mapping"] != self.policy_mapping:
+            raise ConfigError(
+                f"checkpoint {path.name} was made for slots {meta['slots']} / mapping "
+                f"{meta['policy_mapping']}, not this config's {self.slots} / {self.policy_mapping}"
+            )
+        for slot in self.slots:
+            self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
+        optim = torch.load(path / "optimizers.pt", weights_only=False)
+        for slot, opt in self.optimizers.items():
+            opt.load_state_dict(optim[slot])
+        if self.value_heads:
+            heads = torch.load(path / "value_heads.pt", weights_only=False)
+            for slot, head in self.value_heads.items():
+                head.load_state_dict(heads[slot])
+        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        self.current_episode = state["current_episode"]
+        self.training_time = state["training_time"]
+        for k, s in self.strategies.items():
+            s.load_state_dict(state["strategies"][Path(k).name])
+        self.modes.load_state_dict(state["modes"])
+        self._history = {k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()}
+        self._totals = state["totals"]
+        self._buffers = state["buffers"]
+        curricula = [env for env in self.envs if hasattr(env, "load_state_dict")]
+        for env, sd in zip(curricula, state["curricula"]):
+            env.load_state_dict(sd)
+        if state["monitor"] is not None and self.config.enable_monitoring:
+            self._ensure_monitor().load_state_dict(state["monitor"])
+        self.checkpoints_saved = list(state["checkpoints_saved"])
+        restore_rng_state(torch.load(path / "rng.pt", weights_only=False))
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop the monitor and release models."""
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.pools = {}
+        self.pool_of = {}
+        self._built = False
+
+
+# Sequences per forward/backward micro-batch (bounds activation memory on a laptop).
+_MICRO_BATCH = 8
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool]:
+    if teams is None:
+        out = {}
+        for agent, score in raw.items():
+            others = [s for a, s in raw.items() if a != agent]
+            out[agent] = bool(others) and score > float(np.mean(others)) + 1e-9
+        return out
+    team_total: dict[str, list[float]] = defaultdict(list)
+    for agent, score in raw.items():
+        team_total[teams[agent]].append(score)
+    means = {t: float(np.mean(v)) for t, v in team_total.items()}
+    return {
+        a: means[teams[a]] > float(np.mean([m for t, m in means.items() if t != teams[a]] or [np.inf])) + 1e-9
+        for a in raw
+    }
+
+
+def _numeric_env_info(infos: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Game-specific numeric figures (same for every agent, e.g. the stock) for env/ metrics."""
+    first = next(iter(infos.values()), {})
+    skip = {"raw_score", "invalid_action", "action", "round"}
+    out = {}
+    for key, value in first.items():
+        if key in skip or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if all(infos[a].get(key) == value for a in infos):
+            out[key] = float(value)
+    return out
+
+
+def install_sigint_handler(trainer: MultiModelTrainer) -> None:
+    """First Ctrl-C: finish the episode, save, stop. Second Ctrl-C: stop at once."""
+
+    def handler(signum, frame):
+        if trainer._stop_requested:
+            raise KeyboardInterrupt
+        print("\nsrl: stopping after this episode and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+        trainer.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
