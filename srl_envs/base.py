@@ -15,6 +15,7 @@ spaces, invalid-action handling, reward mixing and the ``infos`` layout.
 
 from __future__ import annotations
 
+import re
 import string
 from abc import abstractmethod
 from typing import Any
@@ -67,9 +68,12 @@ def check_float_range(
     return v
 
 
+_OUTSIDE_CHARSET = re.compile(r"[^\t\n\r\x0b\x0c\x20-\x7e]")
+
+
 def to_charset(text: str) -> str:
-    """Map text onto the observation charset (non-ASCII becomes '?')."""
-    return "".join(ch if ch in TEXT_CHARSET else "?" for ch in text)
+    """Map text onto the observation charset (anything but printable ASCII becomes '?')."""
+    return _OUTSIDE_CHARSET.sub("?", text)
 
 
 class SRLParallelEnv(ParallelEnv):
@@ -245,9 +249,9 @@ class SRLParallelEnv(ParallelEnv):
     def _interpret(self, agent: str, action: Any) -> ParseResult:
         if action is None:
             return ParseResult(None, "no action given")
-        if self.action_mode == "text":
-            return self._parse_action(agent, truncate_for_parsing(action))
         try:
+            if self.action_mode == "text":
+                return self._parse_action(agent, truncate_for_parsing(action))
             return self._decode_action(agent, action)
-        except (TypeError, ValueError, IndexError) as exc:
-            return ParseResult(None, f"malformed structured action {action!r}: {exc}")
+        except Exception as exc:  # an action object that cannot even be read is invalid, never fatal
+            return ParseResult(None, f"unreadable action of type {type(action).__name__}: {exc}")
