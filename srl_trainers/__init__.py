@@ -7,17 +7,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from srl_envs import (
-    create_multi_model_coop_compete_env,
-    create_multi_model_staged_env,
-    create_multi_model_team_battle,
-)
-from srl_trainers.checkpoint import list_available_checkpoints, load_checkpoint_metadata
 from srl_trainers.config import ConfigError, MultiModelConfig, TrainingMode, WeightUpdateStrategy
-from srl_trainers.monitor import UnifiedMonitor, create_unified_monitor
-from srl_trainers.trainer import MultiModelTrainer
+
+if TYPE_CHECKING:
+    from srl_trainers.trainer import MultiModelTrainer
+
+# Heavy modules (torch, transformers) load on first use, so `python -m srl_trainers.run
+# --help` and `import srl_trainers.config` stay fast.
+_LAZY = {
+    "MultiModelTrainer": "srl_trainers.trainer",
+    "UnifiedMonitor": "srl_trainers.monitor",
+    "create_unified_monitor": "srl_trainers.monitor",
+    "list_available_checkpoints": "srl_trainers.checkpoint",
+    "load_checkpoint_metadata": "srl_trainers.checkpoint",
+    "create_multi_model_coop_compete_env": "srl_envs",
+    "create_multi_model_staged_env": "srl_envs",
+    "create_multi_model_team_battle": "srl_envs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'srl_trainers' has no attribute {name!r}")
 
 __all__ = [
     "ConfigError",
@@ -49,6 +64,8 @@ def create_multimodel_trainer(
     if model_types is not None:
         config_fields["model_types"] = model_types
     config = MultiModelConfig(num_models=num_models, training_mode=training_mode, **config_fields)
+    from srl_trainers.trainer import MultiModelTrainer
+
     return MultiModelTrainer(config)
 
 

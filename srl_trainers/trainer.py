@@ -48,7 +48,6 @@ from srl_trainers.config import (
     ConfigError,
     MultiModelConfig,
     TrainingMode,
-    WeightUpdateStrategy,
 )
 from srl_trainers.models import ModelPool, resolve_checkpoint
 from srl_trainers.monitor import UnifiedMonitor
@@ -61,6 +60,9 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a player in a multi-agent game. Read the rules and the state, then answer with "
     "your action in exactly the format the prompt shows. Be brief."
 )
+# Game figures averaged into env/<name> and model/<policy>/<name> metrics (when a game
+# reports them in infos): commons harvests and stock, team battle fields and margin.
+GAME_FIGURES = frozenset({"harvest", "group_harvest", "stock", "fields_won", "fields_lost", "margin"})
 # Training env seeds live below 2**31; evaluation seeds start at EVAL_SEED_OFFSET, so the two
 # never overlap.
 EVAL_SEED_OFFSET = 2**40
@@ -382,6 +384,8 @@ class MultiModelTrainer:
         cfg = self.config
         cfg.validate()
         monitor = self._ensure_monitor()
+        if monitor is not None:
+            monitor.start()
         self.is_training = True
         self._stop_requested = False
         start = time.time() - self.training_time
@@ -487,7 +491,8 @@ class MultiModelTrainer:
             for checkpoint, reqs in requests.items():
                 pool = self.pools[checkpoint]
                 prompts = pool.format_prompts(
-                    [observations[c][a] for c, a, _ in reqs], self._system_prompt()
+                    [observations[c][a] for c, a, _ in reqs], self._system_prompt(),
+                    max_new_tokens=cfg.max_new_tokens,
                 )
                 jobs.append(asyncio.to_thread(
                     pool.generate, prompts, [s for _, _, s in reqs],
@@ -532,10 +537,15 @@ class MultiModelTrainer:
                         turn.reward = r
                         turns.append(turn)
                     rew[copy][agent] += r
-                for key, value in _numeric_env_info(infos).items():
-                    env_metrics[key].append(value)
+                for agent, info in infos.items():
+                    pid = self.policy_mapping[agent]
+                    for key in GAME_FIGURES.intersection(info):
+                        env_metrics[key].append(float(info[key]))
+                        env_metrics[f"{pid}/{key}"].append(float(info[key]))
                 observations[copy] = obs
                 live[copy] = bool(env.agents)
+                if not live[copy] and "collapsed" in next(iter(infos.values()), {}):
+                    env_metrics["survival_rate"].append(float(not next(iter(infos.values()))["collapsed"]))
             round_idx += 1
         return RolloutResult(
             turns=turns,
@@ -595,7 +605,7 @@ class MultiModelTrainer:
         for checkpoint, slots in self.groups.items():
             strategy = self.strategies[checkpoint]
             pool = self.pools[checkpoint]
-            stepping = [s for s in strategy.select(episode, self._recent_rewards(slots)) if self._buffers[s]]
+            stepping = strategy.select(episode, self._recent_rewards(slots))
             if not stepping:
                 continue
             batches = {slot: self._prepare_batch(slot) for slot in stepping}
@@ -699,11 +709,12 @@ class MultiModelTrainer:
             seq_share = len(completions) / n
             weight = token_share if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo") else seq_share
             (loss * weight).backward()
-            sums["loss"] += float(loss) * weight
+            sums["loss"] += float(loss.detach()) * weight
             for k, v in m.items():
                 sums[k] += float(v) * seq_share
             if out.entropy is not None:
-                sums["entropy"] += float((out.entropy.float() * mask).sum() / mask.sum().clamp(min=1)) * seq_share
+                entropy = (out.entropy.detach().float() * mask).sum() / mask.sum().clamp(min=1)
+                sums["entropy"] += float(entropy) * seq_share
         sums["samples"] = n
         sums["mean_advantage"] = float(batch["advantages"].mean())
         return dict(sums)
@@ -755,7 +766,7 @@ class MultiModelTrainer:
             "perf/generated_tokens": float(rollout.tokens_generated),
         }
         for key, value in rollout.env_metrics.items():
-            metrics[f"env/{key}"] = value
+            metrics[f"model/{key}" if "/" in key else f"env/{key}"] = value
         for pid in self.policies:
             last = self._history[pid][-1] if self._history[pid] else None
             if last is None:
@@ -826,11 +837,9 @@ class MultiModelTrainer:
 
     # ================================================================= monitor
     def _ensure_monitor(self) -> UnifiedMonitor | None:
-        if not self.config.enable_monitoring:
-            return self.monitor
-        if self.monitor is None:
+        """The run's monitor (created, not started: a resume loads its state first)."""
+        if self.monitor is None and self.config.enable_monitoring:
             self.monitor = UnifiedMonitor(self.config.log_dir, run_name=self._run_name())
-        self.monitor.start()
         return self.monitor
 
     def _run_name(self) -> str:
@@ -957,19 +966,6 @@ def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool
         a: means[teams[a]] > float(np.mean([m for t, m in means.items() if t != teams[a]] or [np.inf])) + 1e-9
         for a in raw
     }
-
-
-def _numeric_env_info(infos: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Game-specific numeric figures (same for every agent, e.g. the stock) for env/ metrics."""
-    first = next(iter(infos.values()), {})
-    skip = {"raw_score", "invalid_action", "action", "round"}
-    out = {}
-    for key, value in first.items():
-        if key in skip or isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if all(infos[a].get(key) == value for a in infos):
-            out[key] = float(value)
-    return out
 
 
 def install_sigint_handler(trainer: MultiModelTrainer) -> None:
