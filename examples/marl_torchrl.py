@@ -34,9 +34,6 @@ from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
 import srl_envs
 
-# The wrapper warns that it is tested against PettingZoo 1.24.3 only; 1.27 works here.
-warnings.filterwarnings("ignore", message="PettingZoo in TorchRL is tested")
-
 
 class IndependentCategorical(torch.distributions.Independent):
     """One categorical per field (the last-but-one dim), their log-probs summed."""
@@ -230,6 +227,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> TrainResult:
     args = make_parser().parse_args(argv)
+    torch.set_num_threads(1)  # tiny networks: one thread is fastest (no oversubscription)
+    # The wrapper warns that it is tested against PettingZoo 1.24.3 only; 1.27 works here.
+    warnings.filterwarnings("ignore", message="PettingZoo in TorchRL is tested")
     return train(
         args.env, iterations=args.iterations, frames_per_batch=args.frames_per_batch, seed=args.seed
     )

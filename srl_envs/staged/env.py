@@ -1,0 +1,371 @@
+"""Staged (curriculum) environment: ``srl/staged-v0``.
+
+A ``ParallelEnv`` wrapper over any registered srl game (the *base*, ``coop_compete`` by
+default). It holds one inner env per stage, built up front from stage-dependent keyword
+arguments, and switches to the current stage's env on ``reset()``.
+
+* **Warm-up**: episodes ``0 .. warmup_episodes - 1`` (exactly ``warmup_episodes`` of
+  them) are played in stage 0, and every agent receives the same reward each step:
+  the mean of the inner rewards of that step.
+* **Stages**: after the warm-up, stages raise the difficulty and lower the cooperation
+  level. A stage ends after ``episodes_per_stage`` episodes (``advance="episodes"``) or
+  once the mean episode return over its last ``gate_window`` episodes reaches
+  ``gate_threshold`` (``advance="performance"``); see :mod:`.curriculum`.
+
+Default stages (:data:`DEFAULT_STAGES`; pass ``stages=`` to override)::
+
+    coop_compete   warm-up/0 "abundant"  regen_rate=1.0   cooperation_level=0.9
+                   1 "scarce"            regen_rate=0.5   cooperation_level=0.6
+                   2 "harsh"             regen_rate=0.25  cooperation_level=0.3
+    team_battle    0 "few_fields"        num_fields=3     cooperation_level=0.9
+                   1 "standard"          num_fields=5     cooperation_level=0.6
+                   2 "many_fields"       num_fields=7     cooperation_level=0.3
+
+In team battle the raw team scores are already zero-sum, so the cooperation level only
+changes rewards when ``competition_intensity > 0`` (see :mod:`srl_envs.rewards`), and a
+warm-up step pays everyone ``0`` minus the mean format penalty: the warm-up then teaches
+the answer format only.
+
+Agents
+------
+The base game's agents. ``num_models`` sets their number: ``coop_compete`` gets
+``num_models`` players (``player_0 ..``, 2 to 8), ``team_battle`` gets two teams of
+``num_models // 2`` (``red_0 .. blue_{n-1}``; ``num_models`` must be even, 2 to 16).
+For another registered base, pass ``num_models=None``, the agent count in the base's own
+keyword arguments, and ``stages=``. ``env.teams`` / ``env.team_of(agent)`` are the base's.
+
+Actions
+-------
+Those of the base game (text grammar or structured spaces, see its documentation).
+
+Observations
+------------
+Those of the base game at the current stage. Spaces are fixed at construction and
+constant across stages: in text mode they are the base's ``Text`` spaces; in structured
+mode every stage must give the same action spaces and observation shapes (the cached
+observation ``Box`` spans every stage's bounds). Stages that change shapes (team battle's
+default ``num_fields`` stages) raise a ``ValueError`` at construction in structured mode:
+use ``action_mode="text"`` or ``stages=`` that keep ``num_fields``.
+
+Rewards
+-------
+The base game's rewards at the stage's ``cooperation_level`` (``mix_rewards``), except in
+the warm-up, where every agent gets the mean of the inner rewards. ``infos[agent]`` holds
+the inner infos plus ``stage`` (index), ``stage_name``, ``warmup`` (bool); in the warm-up
+``reward_components`` gains ``warmup_share`` (the reward minus the inner reward), so the
+components still add up to the reward. ``reset()`` returns the base's (empty) infos, so
+that libraries that derive info specs from ``reset()`` (TorchRL) see no string fields;
+``env.stage``, ``env.stage_name`` and ``env.warmup`` describe the episode in progress.
+
+The episode return the performance gate averages is the group's, independent of the
+cooperation level: the mean over agents of the episode's summed ``raw_score`` minus
+format penalties (coop_compete: 1.0 per round is a fair share of the maximum sustainable
+yield, so about ``0.8 * episode_length`` means "mostly sustainable"; team_battle: it is
+minus the format penalties, so the gate measures answer validity).
+
+Arguments
+---------
+* ``base`` (str): a registered game, bare name or id (not ``staged``). Default
+  ``"coop_compete"``.
+* ``num_models`` (int | None): agent count, see Agents. Default 8.
+* ``warmup_episodes`` (int >= 0): warm-up length in episodes. Default 50.
+* ``stages`` (sequence of :class:`Stage` | None): ``None`` gives the base's defaults.
+* ``advance`` (``"episodes"`` | ``"performance"``): the stage-advancement rule.
+* ``episodes_per_stage`` (int >= 1): stage length for ``advance="episodes"``. Default 100.
+* ``gate_threshold`` (float): required for ``advance="performance"``.
+* ``gate_window`` (int >= 1): episodes the gate averages. Default 20.
+* ``action_mode`` (``"text"`` | ``"structured"``): passed to the base.
+* ``**base_kwargs``: any other argument of the base game, for every stage. Arguments that
+  a stage sets, the agent count and ``cooperation_level`` belong to the stages and are
+  rejected here.
+
+The scripted bots of the registry entry are ``coop_compete``'s (the base is only known at
+construction): a trainer should look bots up with ``srl_envs.make_bot(env.base_id)``.
+Episode counting is per env instance; ``env.state_dict()`` / ``env.load_state_dict()``
+save and restore the curriculum and the seeding generator (a loaded stage applies from
+the next ``reset()``), and ``env.metrics()`` reports ``curriculum/...`` values.
+
+Version History
+---------------
+* v0: first version (warm-up of exactly ``warmup_episodes`` episodes, count or
+  performance gate, stages as data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from srl_envs.base import check_choice, check_int_range
+from srl_envs.coop_compete import core as coop_core
+from srl_envs.registry import spec
+from srl_envs.staged.curriculum import Curriculum, Stage
+from srl_envs.team_battle import core as team_core
+
+__all__ = ["DEFAULT_STAGES", "StagedEnv", "create_multi_model_staged_env"]
+
+DEFAULT_STAGES: dict[str, tuple[Stage, ...]] = {
+    "coop_compete": (
+        Stage("abundant", {"regen_rate": 1.0}, cooperation_level=0.9),
+        Stage("scarce", {"regen_rate": 0.5}, cooperation_level=0.6),
+        Stage("harsh", {"regen_rate": 0.25}, cooperation_level=0.3),
+    ),
+    "team_battle": (
+        Stage("few_fields", {"num_fields": 3}, cooperation_level=0.9),
+        Stage("standard", {"num_fields": 5}, cooperation_level=0.6),
+        Stage("many_fields", {"num_fields": 7}, cooperation_level=0.3),
+    ),
+}
+
+
+def _agent_kwargs(base: str, num_models: int | None) -> dict[str, int]:
+    """The base game's agent-count argument for ``num_models`` models."""
+    if base == "coop_compete":
+        low, high = coop_core.MIN_AGENTS, coop_core.MAX_AGENTS
+        return {"num_models": check_int_range("num_models", num_models, low, high)}
+    if base == "team_battle":
+        low, high = (2 * n for n in team_core.TEAM_SIZE_RANGE)
+        n = check_int_range("num_models", num_models, low, high)
+        if n % 2:
+            raise ValueError(
+                f"num_models must be even for team_battle (two teams of num_models // 2), got {n}"
+            )
+        return {"team_size": n // 2}
+    if num_models is not None:
+        raise ValueError(
+            f"num_models must be None for base {base!r} (only coop_compete and team_battle "
+            "map it): put the agent count in the base's own keyword arguments"
+        )
+    return {}
+
+
+def _merged_box(boxes: list[spaces.Box], agent: str) -> spaces.Box:
+    first = boxes[0]
+    for box in boxes[1:]:
+        if not isinstance(box, spaces.Box) or box.shape != first.shape or box.dtype != first.dtype:
+            raise ValueError(
+                f"structured mode needs the same observation shape in every stage, but "
+                f"{agent!r} has {first} and {box}: use action_mode='text' or stages= whose "
+                "env_kwargs keep the shapes"
+            )
+    if all(box == first for box in boxes[1:]):
+        return first
+    low = np.minimum.reduce([box.low for box in boxes])
+    high = np.maximum.reduce([box.high for box in boxes])
+    return spaces.Box(low=low, high=high, shape=first.shape, dtype=first.dtype)
+
+
+class StagedEnv(ParallelEnv):
+    """Curriculum wrapper over a registered game (see the module docstring)."""
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "staged_v0",
+        "render_modes": ["ansi"],
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        base: str = "coop_compete",
+        num_models: int | None = 8,
+        warmup_episodes: int = 50,
+        stages: Sequence[Stage] | None = None,
+        advance: str = "episodes",
+        episodes_per_stage: int = 100,
+        gate_threshold: float | None = None,
+        gate_window: int = 20,
+        action_mode: str = "text",
+        **base_kwargs: Any,
+    ) -> None:
+        base_spec = spec(base)
+        if base_spec.name == "staged":
+            raise ValueError(f"base must be a game, not the staged env itself, got {base!r}")
+        self.base_id = base_spec.id
+        name = base_spec.name
+        if stages is None:
+            if name not in DEFAULT_STAGES:
+                raise ValueError(
+                    f"stages must be given for base {base!r}: defaults exist only for "
+                    f"{sorted(DEFAULT_STAGES)}"
+                )
+            stages = DEFAULT_STAGES[name]
+        stages = tuple(stages)
+        if not stages or not all(isinstance(s, Stage) for s in stages):
+            raise ValueError(f"stages must be a non-empty sequence of Stage, got {stages!r}")
+        self.stages = stages
+        self.action_mode = check_choice("action_mode", action_mode, ("text", "structured"))
+        self.curriculum = Curriculum(
+            num_stages=len(stages),
+            warmup_episodes=warmup_episodes,
+            advance=advance,
+            episodes_per_stage=episodes_per_stage,
+            gate_threshold=gate_threshold,
+            gate_window=gate_window,
+        )
+        agent_kwargs = _agent_kwargs(name, num_models)
+        owned = {"cooperation_level", *agent_kwargs}
+        for stage in stages:
+            clash = sorted({"action_mode", *agent_kwargs} & set(stage.env_kwargs))
+            if clash:
+                raise ValueError(
+                    f"stage {stage.name!r} sets {clash[0]} in env_kwargs, but the staged env "
+                    "sets it for every stage (num_models= / action_mode=)"
+                )
+            owned.update(stage.env_kwargs)
+        clash = sorted(owned & set(base_kwargs))
+        if clash:
+            raise ValueError(
+                f"{clash[0]} is set by the staged env (agent count, cooperation_level or a "
+                f"stage's env_kwargs) and cannot be passed as a base argument: set it in "
+                "stages= instead"
+            )
+        self._envs = tuple(
+            base_spec.entry_point(
+                **base_kwargs,
+                **stage.env_kwargs,
+                **agent_kwargs,
+                cooperation_level=stage.cooperation_level,
+                action_mode=action_mode,
+            )
+            for stage in stages
+        )
+        first = self._envs[0]
+        self.possible_agents = list(first.possible_agents)
+        for stage, env in zip(stages, self._envs):
+            if list(env.possible_agents) != self.possible_agents:
+                raise ValueError(
+                    f"every stage must have the same agents; stage {stage.name!r} has "
+                    f"{env.possible_agents}, stage 0 has {self.possible_agents}"
+                )
+        self.render_mode = first.render_mode
+        self._obs_spaces: dict[str, spaces.Space] = {}
+        self._act_spaces: dict[str, spaces.Space] = {}
+        for agent in self.possible_agents:
+            self._act_spaces[agent] = first.action_space(agent)
+            if self.action_mode == "text":
+                self._obs_spaces[agent] = first.observation_space(agent)
+                continue
+            for stage, env in zip(stages, self._envs):
+                if env.action_space(agent) != self._act_spaces[agent]:
+                    raise ValueError(
+                        f"structured mode needs the same action space in every stage, but "
+                        f"stage {stage.name!r} gives {agent!r} {env.action_space(agent)} "
+                        f"and stage 0 gives {self._act_spaces[agent]}: use "
+                        "action_mode='text' or stages= whose env_kwargs keep the shapes"
+                    )
+            self._obs_spaces[agent] = _merged_box(
+                [env.observation_space(agent) for env in self._envs], agent
+            )
+        self._rng = np.random.default_rng()
+        self._stage = self.curriculum.stage
+        self._episode = self.curriculum.episode
+        self._warmup = self.curriculum.warmup
+        self._episode_return = 0.0
+
+    # ----------------------------------------------------------------- introspection
+    @property
+    def env(self) -> ParallelEnv:
+        """The inner env of the episode in progress."""
+        return self._envs[self._stage]
+
+    @property
+    def agents(self) -> list[str]:
+        return self.env.agents
+
+    @property
+    def stage(self) -> int:
+        """Stage index of the episode in progress (fixed at ``reset()``)."""
+        return self._stage
+
+    @property
+    def stage_name(self) -> str:
+        return self.stages[self._stage].name
+
+    @property
+    def episode(self) -> int:
+        """Index of the episode in progress (finished episodes before it)."""
+        return self._episode
+
+    @property
+    def warmup(self) -> bool:
+        """Whether the episode in progress is a warm-up episode."""
+        return self._warmup
+
+    @property
+    def teams(self) -> dict[str, str] | None:
+        return self.env.teams
+
+    def team_of(self, agent: str) -> str | None:
+        return self.env.team_of(agent)
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The curriculum and the seeding generator (for checkpoints; plain Python data)."""
+        return {"curriculum": self.curriculum.state_dict(), "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the restored stage applies from the next ``reset()``."""
+        self.curriculum.load_state_dict(state["curriculum"])
+        self._rng = np.random.default_rng()
+        self._rng.bit_generator.state = state["rng"]
+
+    def metrics(self) -> dict[str, float]:
+        """``curriculum/...`` metrics (stage, episode, warm-up flag, gate window mean)."""
+        return self.curriculum.metrics()
+
+    # ----------------------------------------------------------------- PettingZoo API
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_spaces[agent]
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict]]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._stage = self.curriculum.stage
+        self._episode = self.curriculum.episode
+        self._warmup = self.curriculum.warmup
+        self._episode_return = 0.0
+        inner_seed = int(self._rng.integers(2**31 - 1))
+        return self.env.reset(seed=inner_seed, options=options)
+
+    def step(self, actions: dict[str, Any]):
+        observations, rewards, terminations, truncations, infos = self.env.step(actions)
+        shared = sum(rewards.values()) / len(rewards)
+        stage = self.stages[self._stage]
+        for agent, info in infos.items():
+            self._episode_return += (
+                info["raw_score"] + info["reward_components"]["format_penalty"]
+            ) / len(infos)
+            info.update(stage=self._stage, stage_name=stage.name, warmup=self._warmup)
+            if self._warmup:
+                info["reward_components"] = {
+                    **info["reward_components"],
+                    "warmup_share": shared - rewards[agent],
+                }
+        if self._warmup:
+            rewards = dict.fromkeys(rewards, shared)
+        if not self.env.agents:
+            self.curriculum.on_episode_end(self._episode_return)
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> str | None:
+        return self.env.render()
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+
+
+def create_multi_model_staged_env(
+    num_models: int = 8, warmup_episodes: int = 50, base: str = "coop_compete", **kwargs: Any
+) -> StagedEnv:
+    """A staged env over ``base`` for ``num_models`` models (other arguments: :class:`StagedEnv`)."""
+    return StagedEnv(base=base, num_models=num_models, warmup_episodes=warmup_episodes, **kwargs)
