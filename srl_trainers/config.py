@@ -164,7 +164,8 @@ class MultiModelConfig:
         default=None,
     )
     opponent_policy: str = _help(
-        "Scripted bot for agents without a slot (the env's bots, e.g. heuristic, random).",
+        "Who plays agents without a slot: a scripted bot of the env (heuristic, random, ...) "
+        "or 'base' (the frozen base model of the first slot, adapters disabled).",
         default="heuristic",
     )
     # --------------------------------------------------------------- algorithm

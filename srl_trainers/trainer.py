@@ -273,12 +273,12 @@ class MultiModelTrainer:
                     f"agents are {self.agents}"
                 )
             for agent in self.agents:
-                mapping.setdefault(agent, f"bot:{cfg.opponent_policy}")
+                mapping.setdefault(agent, self._opponent_target())
             for agent, target in mapping.items():
-                if target not in slots and not target.startswith("bot:"):
+                if target not in slots and target != "base" and not target.startswith("bot:"):
                     raise ConfigError(
                         f"MultiModelConfig.policy_mapping[{agent!r}]={target!r}: use a slot id "
-                        f"{slots} or 'bot:<name>'"
+                        f"{slots}, 'bot:<name>' or 'base' (the frozen base model)"
                     )
             unused = [s for s in slots if s not in mapping.values()]
             if unused:
@@ -295,8 +295,12 @@ class MultiModelTrainer:
             )
         mapping = {agent: slots[i] for i, agent in enumerate(self.agents[: len(slots)])}
         for agent in self.agents[len(slots) :]:
-            mapping[agent] = f"bot:{cfg.opponent_policy}"
+            mapping[agent] = self._opponent_target()
         return mapping
+
+    def _opponent_target(self) -> str:
+        opponent = self.config.opponent_policy
+        return "base" if opponent == "base" else f"bot:{opponent}"
 
     def _build_policies(self) -> None:
         cfg = self.config
@@ -319,8 +323,16 @@ class MultiModelTrainer:
             self.groups[checkpoint].append(slot)
             self.slots.append(slot)
         bot_env = srl_envs.spec(self.environment.env_id)
+        first = self.policies[self.slots[0]]
         for agent, target in self.policy_mapping.items():
-            if target.startswith("bot:"):
+            if target == "base":
+                self.policy_mapping[agent] = "frozen_base"
+                self.policies.setdefault("frozen_base", LoRAPolicy(
+                    "frozen_base", first.model_type, f"{first.model_name} (base, no adapter)",
+                    checkpoint=first.checkpoint, trainable=False,
+                ))
+                self.policies["frozen_base"].agents.append(agent)
+            elif target.startswith("bot:"):
                 name = target[4:]
                 if bot_env.bots and name not in bot_env.bots and not hasattr(self.environment.make(), "base_id"):
                     raise ConfigError(
@@ -449,18 +461,30 @@ class MultiModelTrainer:
         """Seed of the env copies of one GRPO group (shared inside the group)."""
         return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
 
-    async def _rollout(self, episode: int, coop: float, comp: float) -> RolloutResult:
+    async def _rollout(
+        self, episode: int, coop: float, comp: float, *, evaluation: bool = False,
+        temperature: float | None = None,
+    ) -> RolloutResult:
+        """Play every env copy to the end. Training: GRPO groups share a seed. Evaluation:
+        every copy gets its own seed from the evaluation range, and ``temperature=0`` decodes
+        greedily."""
         cfg = self.config
-        g = cfg.group_size if cfg.algorithm == "grpo" else 1
+        g = cfg.group_size if cfg.algorithm == "grpo" and not evaluation else 1
+        seeds = [
+            EVAL_SEED_OFFSET + episode * self.num_copies + c if evaluation else self.env_seed(episode, c // g)
+            for c in range(self.num_copies)
+        ]
+        temperature = cfg.temperature if temperature is None else temperature
+        sampling = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else 1.0}
         observations = []
-        for copy, env in enumerate(self.envs):
+        for env, seed in zip(self.envs, seeds):
             if not hasattr(env, "base_id"):  # the staged curriculum owns its cooperation level
                 env.cooperation_level, env.competition_intensity = coop, comp
-            obs, _ = env.reset(seed=self.env_seed(episode, copy // g))
+            obs, _ = env.reset(seed=seed)
             observations.append(obs)
         for policy in self.policies.values():
             if isinstance(policy, BotPolicy):
-                policy.reset([self.env_seed(episode, c // g) + 17 for c in range(self.num_copies)])
+                policy.reset([seed + 17 for seed in seeds])
         E = self.num_copies
         raw = [defaultdict(float) for _ in range(E)]
         rew = [defaultdict(float) for _ in range(E)]
@@ -481,12 +505,13 @@ class MultiModelTrainer:
                 for agent in self.envs[copy].agents:
                     policy = self.policies[self.policy_mapping[agent]]
                     if isinstance(policy, LoRAPolicy):
-                        requests[policy.checkpoint].append((copy, agent, policy.policy_id))
+                        adapter = policy.policy_id if policy.trainable else None  # None: frozen base
+                        requests[policy.checkpoint].append((copy, agent, adapter))
                     else:
                         actions[copy][agent] = policy.act(copy, observations[copy][agent])
             # --- one mixed-adapter generate call per base model
             t0 = time.time()
-            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx) % (2**31 - 1)
+            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx + 7 * evaluation) % (2**31 - 1)
             jobs = []
             for checkpoint, reqs in requests.items():
                 pool = self.pools[checkpoint]
@@ -496,8 +521,8 @@ class MultiModelTrainer:
                 )
                 jobs.append(asyncio.to_thread(
                     pool.generate, prompts, [s for _, _, s in reqs],
-                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_p=cfg.top_p, do_sample=True, generator_seed=gen_seed,
+                    max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
+                    generator_seed=gen_seed, **sampling,
                 ))
             results = await asyncio.gather(*jobs)
             gen_seconds += time.time() - t0
@@ -506,6 +531,8 @@ class MultiModelTrainer:
                 for (copy, agent, slot), gen in zip(reqs, gens):
                     actions[copy][agent] = gen.text
                     tokens += len(gen.completion_ids)
+                    if slot is None:
+                        continue
                     pending[(copy, agent)] = Turn(
                         slot=slot, episode=episode, copy=copy, group=copy // g, agent=agent,
                         round=round_idx, prompt_ids=gen.prompt_ids,

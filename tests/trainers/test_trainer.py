@@ -1,0 +1,179 @@
+"""MultiModelTrainer on the tiny random model: what trains, what stays frozen, determinism,
+resume equivalence, the custom reward hook and bad configs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from srl_trainers import ConfigError, MultiModelConfig, MultiModelTrainer
+from srl_trainers.lora import lora_parameters
+
+
+def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
+    fields = dict(
+        model_types=["tiny"],
+        model_names={"tiny": str(tiny_model_path)},
+        num_models=2,
+        max_episodes=2,
+        batch_size=4,
+        group_size=2,
+        episode_length=2,
+        max_new_tokens=4,
+        kv_cache_size=200,  # the byte-level tiny tokenizer makes long prompts: keep them short
+        system_prompt="Play.",
+        dtype="float32",
+        learning_rate=1e-2,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        log_dir=str(tmp_path / "runs"),
+        run_name="test",
+        enable_monitoring=False,
+        save_interval=100,
+    )
+    fields.update(overrides)
+    return MultiModelConfig(**fields)
+
+
+def snapshot(trainer: MultiModelTrainer) -> dict[str, dict[str, torch.Tensor]]:
+    pool = next(iter(trainer.pools.values()))
+    out = {slot: {k: p.detach().clone() for k, p in lora_parameters(pool.model, slot).items()} for slot in trainer.slots}
+    out["__base__"] = {
+        n: p.detach().clone() for n, p in pool.model.named_parameters() if "lora_" not in n
+    }
+    return out
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_trainable_adapters_change_base_and_bots_do_not(tiny_model_path, tmp_path, algorithm):
+    # 2v2 team battle: the 2 LLM slots play red, the scripted heuristic plays blue
+    cfg = tiny_config(
+        tiny_model_path, tmp_path, algorithm=algorithm, env="team_battle",
+        env_kwargs={"team_size": 2}, max_episodes=2,
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    before = snapshot(trainer)
+    results = trainer.train_sync()
+    after = snapshot(trainer)
+    for slot in trainer.slots:
+        assert changed(before[slot], after[slot]), f"{slot} did not move"
+    assert not changed(before["__base__"], after["__base__"]), "the frozen base moved"
+    summary = results["final_model_states"]
+    assert summary["bot_heuristic"]["update_count"] == 0
+    assert summary["bot_heuristic"]["agents"] == ["blue_0", "blue_1"]
+    assert all(summary[s]["update_count"] == 2 for s in trainer.slots)
+    losses = [v for k, v in results["training_metrics"].items() if k.endswith("/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert results["total_episodes"] == 2 and results["training_completed"]
+
+
+def test_same_seed_same_metrics(tiny_model_path, tmp_path):
+    runs = []
+    for i in range(2):
+        trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / str(i), seed=3))
+        runs.append(trainer.train_sync()["training_metrics"])
+    assert runs[0].keys() == runs[1].keys()
+    for key in runs[0]:
+        if not key.startswith("perf/"):
+            assert runs[0][key] == pytest.approx(runs[1][key], abs=1e-6), key
+
+
+def test_resume_matches_uninterrupted_run(tiny_model_path, tmp_path):
+    full = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "full", max_episodes=4))
+    full_metrics = [_episode(full, episode) for episode in range(4)]
+
+    first = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "part", max_episodes=2))
+    first.train_sync()  # saves checkpoint_000002 at the end
+    resumed = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "part", max_episodes=4))
+    assert resumed.load_checkpoint("latest")
+    assert resumed.current_episode == 2
+    resumed_metrics = [_episode(resumed, e) for e in (2, 3)]
+    for want, got in zip(full_metrics[2:], resumed_metrics):
+        for key in want:
+            if not key.startswith("perf/"):
+                assert got[key] == pytest.approx(want[key], abs=1e-5), key
+
+
+def _episode(trainer: MultiModelTrainer, episode: int) -> dict[str, float]:
+    import asyncio
+
+    return asyncio.run(trainer.train_multi_model_episode(episode))["metrics"]
+
+
+def test_synchronized_adapters_stay_identical(tiny_model_path, tmp_path):
+    cfg = tiny_config(tiny_model_path, tmp_path, weight_update_strategy="synchronized", num_models=3)
+    trainer = MultiModelTrainer(cfg)
+    trainer.train_sync()
+    pool = next(iter(trainer.pools.values()))
+    params = [lora_parameters(pool.model, s) for s in trainer.slots]
+    for key in params[0]:
+        for other in params[1:]:
+            assert torch.equal(params[0][key], other[key]), key
+
+
+def test_custom_reward_function_replaces_rewards(tiny_model_path, tmp_path):
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, max_episodes=1))
+    seen = []
+
+    def reward(model_output: str, context: dict) -> float:
+        seen.append(context["agent"])
+        return 0.25
+
+    trainer.environment.reward_function = reward
+    trainer.environment.reward_function_mode = "replace"
+    results = trainer.train_sync()
+    assert seen
+    for slot in trainer.slots:
+        # every turn of the episode earned 0.25: the return per env episode is 0.25 x rounds
+        assert results["final_model_states"][slot]["avg_reward"] == pytest.approx(0.25 * 2)
+
+
+def test_config_stays_mutable_before_train(tiny_model_path, tmp_path):
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path))
+    trainer.config.max_episodes = 1
+    trainer.config.weight_update_strategy = "selective"
+    results = trainer.train_sync()
+    assert results["total_episodes"] == 1
+    assert trainer.get_training_status()["progress"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"num_models": 9, "env": "team_battle"}, "num_models=9"),
+        ({"policy_mapping": {"nobody": "model_0_tiny"}}, "policy_mapping names unknown agents"),
+        ({"policy_mapping": {"player_0": "model_0_tiny"}}, "leaves slots"),
+        ({"opponent_policy": "nonsense", "num_models": 1}, "unknown bot 'nonsense'"),
+    ],
+)
+def test_bad_population_configs_name_the_field(tiny_model_path, tmp_path, overrides, needle):
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, **overrides))
+    with pytest.raises(ConfigError, match=needle):
+        trainer.setup()
+
+
+def test_hub_model_type_says_how_to_provide_weights(tmp_path):
+    from srl_trainers.models import ModelUnavailableError
+
+    trainer = MultiModelTrainer(MultiModelConfig(model_types=["qwen3"], num_models=1, checkpoint_dir=str(tmp_path)))
+    with pytest.raises(ModelUnavailableError, match="model_names"):
+        trainer.setup()
+
+
+def test_frozen_base_opponent_plays_but_never_trains(tiny_model_path, tmp_path):
+    cfg = tiny_config(
+        tiny_model_path, tmp_path, env="team_battle", env_kwargs={"team_size": 1},
+        num_models=1, opponent_policy="base", max_episodes=1,
+    )
+    trainer = MultiModelTrainer(cfg)
+    results = trainer.train_sync()
+    frozen = results["final_model_states"]["frozen_base"]
+    assert frozen["agents"] == ["blue_0"] and not frozen["trainable"]
+    assert frozen["update_count"] == 0 and frozen["total_episodes"] == 1
+    assert trainer.slots == ["model_0_tiny"]
