@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from srl_trainers.config import ConfigError, MultiModelConfig, TrainingMode, WeightUpdateStrategy
+from srl_trainers.lora_scheduler import create_distributed_lora_scheduler
 
 if TYPE_CHECKING:
     from srl_trainers.trainer import MultiModelTrainer
@@ -43,6 +44,7 @@ __all__ = [
     "WeightUpdateStrategy",
     "create_competitive_multimodel_trainer",
     "create_cooperative_multimodel_trainer",
+    "create_distributed_lora_scheduler",
     "create_multi_model_coop_compete_env",
     "create_multi_model_staged_env",
     "create_multi_model_team_battle",

@@ -204,6 +204,31 @@ class MultiModelConfig:
         default=None,
     )
     generation_backend: str = _help("hf | vllm.", default="hf")
+    # --------------------------------------------------------------- API policies (srl_trainers.api)
+    api_base_url: str | None = _help(
+        "Base URL of the OpenAI-compatible endpoint of the API model types (openai, claude, "
+        "api), e.g. 'http://127.0.0.1:8001/v1' (python -m srl_trainers.serve, vLLM). Default: "
+        "$OPENAI_BASE_URL or https://api.openai.com/v1 for openai, Anthropic's OpenAI-compatible "
+        "endpoint for claude; required for 'api'. The served model is model_names[type].",
+        default=None,
+    )
+    api_key_env: str | None = _help(
+        "Environment variable holding the API key (default: OPENAI_API_KEY for openai, "
+        "ANTHROPIC_API_KEY for claude, none for api). A missing key fails at start-up.",
+        default=None,
+    )
+    api_concurrency: int = _help("API requests in flight at once, per API policy.", default=8)
+    api_timeout: float = _help("Seconds an API request may take before it is retried.", default=30.0)
+    api_max_retries: int = _help(
+        "Retries of an API request after a 429, 5xx, timeout or connection error; a request "
+        "that still fails is an invalid action, counted in api/<policy>/failures.",
+        default=4,
+    )
+    api_backoff: float = _help(
+        "Seconds before the first API retry; doubles every retry, times a random factor in "
+        "[0.5, 1] (jitter); a longer Retry-After from the server wins.",
+        default=0.5,
+    )
     # --------------------------------------------------------------- strategies and modes
     reward_window: int = _help(
         "Training episodes in the 'recent reward' window used by strategies and summaries.",
@@ -311,6 +336,14 @@ class MultiModelConfig:
         _float("temperature", self.temperature, 0.0, 10.0, low_open=True)
         _float("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("generation_backend", self.generation_backend, BACKENDS)
+        if self.api_base_url is not None and not str(self.api_base_url).startswith(("http://", "https://")):
+            _fail("api_base_url", self.api_base_url, "None or an http(s) URL, e.g. 'http://127.0.0.1:8001/v1'")
+        if self.api_key_env is not None and (not isinstance(self.api_key_env, str) or not self.api_key_env):
+            _fail("api_key_env", self.api_key_env, "None or the name of an environment variable")
+        _int("api_concurrency", self.api_concurrency, 1, 1024)
+        _float("api_timeout", self.api_timeout, 0.0, low_open=True)
+        _int("api_max_retries", self.api_max_retries, 0, 100)
+        _float("api_backoff", self.api_backoff, 0.0, 600.0)
         _int("reward_window", self.reward_window, 1)
         _float("federated_strength", self.federated_strength, 0.0, 1.0)
         _float("federated_temperature", self.federated_temperature, 0.0, low_open=True)

@@ -37,6 +37,7 @@ import torch
 
 import srl_envs
 from srl_trainers.algorithms import ValueHead, compute_gae, group_advantages, grpo_loss, ppo_loss
+from srl_trainers.api import APIPolicy
 from srl_trainers.checkpoint import (
     CheckpointManager,
     capture_rng_state,
@@ -310,11 +311,13 @@ class MultiModelTrainer:
         self.slots: list[str] = []
         for slot, mtype in zip(cfg.slot_ids(), cfg.slot_model_types()):
             if mtype in API_MODEL_TYPES:
-                raise ConfigError(
-                    f"model type {mtype!r} (slot {slot}) is served by an API: set model_names="
-                    f"{{'{mtype}': '<model>'}} and the API settings; API policies are added by "
-                    f"srl_trainers.api"
+                policy = APIPolicy.from_config(
+                    slot, mtype, names[mtype], cfg,
+                    agents=[a for a, p in self.policy_mapping.items() if p == slot],
                 )
+                policy.validate()  # a missing key or URL fails here, before any model loads
+                self.policies[slot] = policy
+                continue
             checkpoint = resolve_checkpoint(names[mtype])
             self.policies[slot] = LoRAPolicy(
                 slot, mtype, names[mtype], checkpoint=checkpoint,
@@ -498,6 +501,7 @@ class MultiModelTrainer:
         while any(live):
             # --- who acts: LLM requests grouped by base model, bots answer directly
             requests: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+            api_requests: dict[str, list[tuple[int, str]]] = defaultdict(list)
             actions: list[dict[str, str]] = [{} for _ in range(E)]
             for copy in range(E):
                 if not live[copy]:
@@ -507,6 +511,8 @@ class MultiModelTrainer:
                     if isinstance(policy, LoRAPolicy):
                         adapter = policy.policy_id if policy.trainable else None  # None: frozen base
                         requests[policy.checkpoint].append((copy, agent, adapter))
+                    elif isinstance(policy, APIPolicy):
+                        api_requests[policy.policy_id].append((copy, agent))
                     else:
                         actions[copy][agent] = policy.act(copy, observations[copy][agent])
             # --- one mixed-adapter generate call per base model
@@ -524,8 +530,20 @@ class MultiModelTrainer:
                     max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
                     generator_seed=gen_seed, **sampling,
                 ))
-            results = await asyncio.gather(*jobs)
+            # API policies answer concurrently with the local generate calls
+            api_jobs = [
+                self.policies[pid].act_batch(
+                    [observations[c][a] for c, a in reqs], self._system_prompt()
+                )
+                for pid, reqs in api_requests.items()
+            ]
+            results = await asyncio.gather(*jobs, *api_jobs)
+            results, api_results = results[: len(jobs)], results[len(jobs) :]
             gen_seconds += time.time() - t0
+            for reqs, answers in zip(api_requests.values(), api_results):
+                for (copy, agent), answer in zip(reqs, answers):
+                    # a failed request (counted by the policy) is an empty, invalid action
+                    actions[copy][agent] = answer.text
             pending: dict[tuple[int, str], Turn] = {}
             for reqs, gens in zip(requests.values(), results):
                 for (copy, agent, slot), gen in zip(reqs, gens):
@@ -654,8 +672,9 @@ class MultiModelTrainer:
             for k, v in strategy.metrics().items():
                 metrics[k if len(self.groups) == 1 else f"{k}/{Path(checkpoint).name}"] = v
         # bound the buffers of slots that did not step to their newest update's worth
-        for i, slot in enumerate(self.slots):
-            cap = self.config.batch_size * self.config.slot_update_frequency(i) * 2
+        slot_ids = self.config.slot_ids()  # API slots are not in self.slots
+        for slot in self.slots:
+            cap = self.config.batch_size * self.config.slot_update_frequency(slot_ids.index(slot)) * 2
             if len(self._buffers[slot]) > cap:
                 self._buffers[slot] = self._buffers[slot][-cap:]
         return metrics
@@ -803,6 +822,9 @@ class MultiModelTrainer:
             metrics[f"model/{pid}/win_rate"] = last["win_rate"]
             metrics[f"model/{pid}/invalid_rate"] = last["invalid_rate"]
             metrics[f"model/{pid}/update_count"] = float(self._update_count(pid))
+        for policy in self.policies.values():
+            if isinstance(policy, APIPolicy):  # api/<policy>/failures, token usage, ...
+                metrics.update(policy.metrics())
         metrics.update(update_metrics)
         return metrics
 
@@ -860,6 +882,8 @@ class MultiModelTrainer:
                 "total_episodes": int(totals.get("episodes", 0)),
                 "update_count": self._update_count(pid),
             }
+            if isinstance(policy, APIPolicy):  # requests, failures, retries, token usage
+                out[pid].update(policy.usage())
         return out
 
     # ================================================================= monitor
@@ -920,6 +944,7 @@ class MultiModelTrainer:
             "curricula": [env.state_dict() for env in self.envs if hasattr(env, "state_dict")],
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "checkpoints_saved": list(self.checkpoints_saved),
+            "api": {p: x.state_dict() for p, x in self.policies.items() if isinstance(x, APIPolicy)},
         }
 
     def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
@@ -956,6 +981,8 @@ class MultiModelTrainer:
         if state["monitor"] is not None and self.config.enable_monitoring:
             self._ensure_monitor().load_state_dict(state["monitor"])
         self.checkpoints_saved = list(state["checkpoints_saved"])
+        for pid, counters in state.get("api", {}).items():  # older checkpoints have none
+            self.policies[pid].load_state_dict(counters)
         restore_rng_state(torch.load(path / "rng.pt", weights_only=False))
         return True
 
@@ -963,6 +990,9 @@ class MultiModelTrainer:
         """Stop the monitor and release models."""
         if self.monitor is not None:
             self.monitor.stop()
+        for policy in self.policies.values():
+            if isinstance(policy, APIPolicy):
+                await policy.aclose()
         self.pools = {}
         self.pool_of = {}
         self._built = False
