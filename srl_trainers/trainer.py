@@ -49,6 +49,7 @@ from srl_trainers.config import (
     ConfigError,
     MultiModelConfig,
     TrainingMode,
+    WeightUpdateStrategy,
 )
 from srl_trainers.models import ModelPool, resolve_checkpoint
 from srl_trainers.monitor import UnifiedMonitor
@@ -307,6 +308,8 @@ class MultiModelTrainer:
         cfg = self.config
         names = cfg.resolved_model_names()
         self.pools: dict[str, ModelPool] = {}
+        self.backends: dict[str, Any] = {}  # checkpoint -> vLLM backend (generation_backend="vllm")
+        self._adapter_push_dir = Path(cfg.checkpoint_dir) / ".vllm_adapters"
         self.groups: dict[str, list[str]] = defaultdict(list)  # checkpoint -> slots
         self.slots: list[str] = []
         for slot, mtype in zip(cfg.slot_ids(), cfg.slot_model_types()):
@@ -365,6 +368,11 @@ class MultiModelTrainer:
                     seed=strategy.lora_init_seed(i, cfg.seed),
                 )
                 self.pool_of[slot] = pool
+            if cfg.generation_backend == "vllm":
+                from srl_trainers.vllm_backend import VLLMGenerationBackend
+
+                self.backends[checkpoint] = VLLMGenerationBackend.from_pool(pool)
+                self.backends[checkpoint].push_from_pool(pool, slots, self._adapter_push_dir / Path(checkpoint).name)
             for slot in slots:
                 params = strategy.trainable_parameters(pool.model, slot)
                 if cfg.algorithm == "ppo":
@@ -525,8 +533,9 @@ class MultiModelTrainer:
                     [observations[c][a] for c, a, _ in reqs], self._system_prompt(),
                     max_new_tokens=cfg.max_new_tokens,
                 )
+                generate = self.backends[checkpoint].generate if checkpoint in self.backends else pool.generate
                 jobs.append(asyncio.to_thread(
-                    pool.generate, prompts, [s for _, _, s in reqs],
+                    generate, prompts, [s for _, _, s in reqs],
                     max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
                     generator_seed=gen_seed, **sampling,
                 ))
@@ -667,6 +676,9 @@ class MultiModelTrainer:
                     self.optimizers[slot].step()
                     self.optimizers[slot].zero_grad(set_to_none=True)
             strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
+            if checkpoint in self.backends:  # vLLM serves copies of the adapters: push the new weights
+                changed = slots if self.config.weight_update_strategy is WeightUpdateStrategy.FEDERATED else stepping
+                self.backends[checkpoint].push_from_pool(pool, changed, self._adapter_push_dir / Path(checkpoint).name)
             for slot in stepping:
                 self._buffers[slot] = []
             for k, v in strategy.metrics().items():
@@ -959,6 +971,9 @@ class MultiModelTrainer:
             )
         for slot in self.slots:
             self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
+        for checkpoint, backend in self.backends.items():
+            backend.push_from_pool(self.pools[checkpoint], self.groups[checkpoint],
+                                   self._adapter_push_dir / Path(checkpoint).name)
         optim = torch.load(path / "optimizers.pt", weights_only=False)
         for slot, opt in self.optimizers.items():
             opt.load_state_dict(optim[slot])

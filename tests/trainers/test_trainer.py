@@ -177,3 +177,16 @@ def test_frozen_base_opponent_plays_but_never_trains(tiny_model_path, tmp_path):
     assert frozen["agents"] == ["blue_0"] and not frozen["trainable"]
     assert frozen["update_count"] == 0 and frozen["total_episodes"] == 1
     assert trainer.slots == ["model_0_tiny"]
+
+
+def test_vllm_backend_without_vllm_names_the_extra(tiny_model_path, tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vLLM is installed here")
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, generation_backend="vllm"))
+    with pytest.raises(ImportError, match=r"srl\[vllm\]"):
+        trainer.setup()
