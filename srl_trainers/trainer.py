@@ -746,11 +746,12 @@ class MultiModelTrainer:
             width = out.logprobs.shape[1]
             logps = out.logprobs.float()
             mask = out.mask.float()
+            device = logps.device  # advantages and returns are built on the CPU
             ref = batch["ref"][sl, :width] if "ref" in batch else None
             old = batch["old"][sl, :width] if "old" in batch else None
             if cfg.algorithm == "grpo":
                 loss, m = grpo_loss(
-                    logps, old, ref, batch["advantages"][sl], mask,
+                    logps, old, ref, batch["advantages"][sl].to(device), mask,
                     beta=cfg.beta, epsilon_low=cfg.epsilon,
                     epsilon_high=cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
                     loss_type=cfg.loss_type, max_completion_length=cfg.max_new_tokens,
@@ -758,8 +759,8 @@ class MultiModelTrainer:
             else:
                 values = self.value_heads[slot](out.hidden.float())
                 loss, m = ppo_loss(
-                    logps, old, batch["advantages"][sl], mask, values,
-                    batch["old_values"][sl], batch["returns"][sl],
+                    logps, old, batch["advantages"][sl].to(device), mask, values,
+                    batch["old_values"][sl].to(device), batch["returns"][sl].to(device),
                     clip_range=cfg.epsilon, value_clip=cfg.value_clip, vf_coef=cfg.vf_coef,
                     ref_per_token_logps=ref, beta=cfg.beta,
                 )
