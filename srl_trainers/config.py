@@ -105,9 +105,9 @@ class MultiModelConfig:
     max_episodes: int = _help(
         "Training episodes to run; one training episode = one batch of env copies played to "
         "the end.",
-        default=40,
+        default=12,
     )
-    episode_length: int = _help("Maximum rounds per environment episode.", default=4)
+    episode_length: int = _help("Maximum rounds per environment episode.", default=3)
     update_frequency: int | list[int] = _help(
         "Training episodes between optimizer steps of a slot (one int, or one per slot for "
         "ASYNCHRONOUS cadences).",
@@ -116,7 +116,7 @@ class MultiModelConfig:
     learning_rate: float = _help("AdamW learning rate of every LoRA adapter.", default=3e-4)
     batch_size: int = _help(
         "Samples (agent turns) per slot per update; sets the number of env copies.",
-        default=16,
+        default=12,
     )
     # --------------------------------------------------------------- reward mixing (Core SRL)
     cooperation_strength: float = _help(
@@ -176,7 +176,11 @@ class MultiModelConfig:
     )
     loss_type: str = _help("GRPO loss normalisation: grpo | dr_grpo | dapo | bnpo.", default="dapo")
     scale_rewards: bool = _help("GRPO: divide group-relative advantages by the group std.", default=True)
-    beta: float = _help("KL coefficient to the reference (the base, adapter disabled).", default=0.02)
+    beta: float = _help(
+        "KL coefficient to the reference (the base, adapter disabled); 0 skips the reference "
+        "forward pass, as TRL's default does.",
+        default=0.0,
+    )
     epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2)
     epsilon_high: float | None = _help("Upper clip range (default: epsilon).", default=None)
     num_iterations: int = _help("Optimisation epochs over each batch (GRPO mu, PPO epochs).", default=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -487,19 +486,3 @@ def test_pettingzoo_parallel_api(action_mode):
 
 def test_pettingzoo_aec_api_structured():
     api_test(parallel_to_aec(CoopCompeteEnv(num_models=4, action_mode="structured")), num_cycles=60)
-
-
-# ----------------------------------------------------------------------------- speed
-def test_text_mode_throughput():
-    env = CoopCompeteEnv(num_models=4)
-    texts = ["HARVEST: 12\nMESSAGE: let's each take 12", "I harvest 5 units", "blah", "9"]
-    best = 0.0
-    for _ in range(3):
-        steps, t0 = 0, time.perf_counter()
-        for ep in range(40):
-            env.reset(seed=ep)
-            while env.agents:
-                env.step(dict(zip(env.agents, texts)))
-                steps += 4
-        best = max(best, steps / (time.perf_counter() - t0))
-    assert best > 10_000, f"{best:.0f} agent-steps/s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -15,12 +16,14 @@ from srl_trainers.lora import lora_parameters
 from srl_trainers.models import ModelPool, ModelUnavailableError, resolve_checkpoint
 from srl_trainers.testing import build_tiny_tokenizer
 
+# SRL_TEST_DEVICE=cuda runs the pool tests on a GPU (default: cpu).
+DEVICE = os.environ.get("SRL_TEST_DEVICE", "cpu")
 LORA = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 OBS = ["hello there", "what is 2 + 2? think first", "x", "a longer observation: " + "ab " * 10]
 
 
 def make_pool(path: Path, adapters: int = 3, **kw) -> ModelPool:
-    pool = ModelPool(str(path), dtype="float32", device="cpu", **kw)
+    pool = ModelPool(str(path), dtype="float32", device=DEVICE, **kw)
     for i in range(adapters):
         pool.add_adapter(f"a{i}", seed=i, **LORA)
     return pool
@@ -73,7 +76,7 @@ def test_seeded_lora_init(tiny_model_path):
 
 
 def test_lora_weights_stay_in_model_dtype(tiny_model_path):
-    pool = ModelPool(str(tiny_model_path), dtype="bfloat16", device="cpu")
+    pool = ModelPool(str(tiny_model_path), dtype="bfloat16", device=DEVICE)
     pool.add_adapter("x", seed=0, **LORA)
     assert {p.dtype for p in pool.trainable_parameters("x")} == {torch.bfloat16}
 
@@ -110,10 +113,14 @@ def test_backward_reaches_only_the_adapter(pool):
     prompts = pool.format_prompts(OBS, "sys")
     completions = [[10, 11, 12], [13], [14, 15], [16, 17, 18, 19]]
     pool.generate(prompts, ["a0", "a2", "a0", None], max_new_tokens=2)  # switches adapters
-    out = pool.sequence_logprobs("a1", prompts, completions, return_entropy=True, return_hidden=True)
+    out = pool.sequence_logprobs(
+        "a1", prompts, completions, return_entropy=True, return_hidden=True
+    )
     assert out.logprobs.requires_grad
     (out.logprobs.sum() + out.entropy.sum() + out.hidden.sum()).backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pool.trainable_parameters("a1"))
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in pool.trainable_parameters("a1")
+    )
     for other in ("a0", "a2"):
         assert all(p.grad is None for p in pool.trainable_parameters(other))
     lora = {id(p) for a in pool.adapter_names for p in pool.trainable_parameters(a)}
@@ -121,19 +128,26 @@ def test_backward_reaches_only_the_adapter(pool):
 
 
 # ---------------------------------------------------------------------- generation
-def test_mixed_batch_equals_per_adapter_greedy(pool):
+@pytest.mark.parametrize("peft_mixed_batch", [False, True], ids=["row-lora", "peft"])
+def test_mixed_batch_equals_per_adapter_greedy(pool, peft_mixed_batch):
+    pool.peft_mixed_batch = peft_mixed_batch
     prompts = pool.format_prompts(OBS * 2, "You are a player.")
     adapters = ["a0", "a1", "a2", None, "a2", None, "a0", "a1"]
     mixed = pool.generate(prompts, adapters, max_new_tokens=8, do_sample=False)
     for a in set(adapters):
         idx = [i for i, x in enumerate(adapters) if x == a]
-        alone = pool.generate([prompts[i] for i in idx], [a] * len(idx), max_new_tokens=8, do_sample=False)
+        alone = pool.generate(
+            [prompts[i] for i in idx], [a] * len(idx), max_new_tokens=8, do_sample=False
+        )
         for i, g in zip(idx, alone):
             assert g.completion_ids == mixed[i].completion_ids
             assert g.logprobs == pytest.approx(mixed[i].logprobs, abs=1e-4)
     # the adapters really differ from each other and from the base
     assert len({tuple(mixed[i].completion_ids) for i in (0, 1, 2)}) > 1
-    assert mixed[0].completion_ids != pool.generate([prompts[0]], [None], max_new_tokens=8, do_sample=False)[0].completion_ids
+    assert (
+        mixed[0].completion_ids
+        != pool.generate([prompts[0]], [None], max_new_tokens=8, do_sample=False)[0].completion_ids
+    )
 
 
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
@@ -144,21 +158,28 @@ def test_generation_logprobs_match_sequence_logprobs(pool, temperature, top_p):
         prompts, adapters, max_new_tokens=12, temperature=temperature, top_p=top_p, generator_seed=1
     )
     for i, (g, a) in enumerate(zip(gens, adapters)):
-        assert g.prompt_ids == prompts[i] and len(g.logprobs) == len(g.completion_ids) == 12
+        n = len(g.completion_ids)
+        assert g.prompt_ids == prompts[i] and len(g.logprobs) == n >= 1
         out = pool.sequence_logprobs(
             a, [g.prompt_ids], [g.completion_ids], temperature=temperature, requires_grad=False
         )
-        assert out.logprobs.shape == (1, 12) and out.mask.sum() == 12
-        torch.testing.assert_close(out.logprobs[0], torch.tensor(g.logprobs), atol=1e-4, rtol=0)
+        assert out.logprobs.shape == (1, n) and out.mask.sum() == n
+        torch.testing.assert_close(
+            out.logprobs[0].cpu(), torch.tensor(g.logprobs), atol=1e-4, rtol=0
+        )
     # one padded batch gives the same as one sequence at a time
+    completions = [g.completion_ids for g in gens]
+    lengths = [len(c) for c in completions]
     batch = pool.sequence_logprobs(
-        "a0", prompts, [g.completion_ids[: 3 + i] for i, g in enumerate(gens)],
-        temperature=temperature, requires_grad=False,
+        "a0", prompts, completions, temperature=temperature, requires_grad=False
     )
-    assert batch.logprobs.shape == (4, 6)
-    assert batch.mask.sum(1).tolist() == [3, 4, 5, 6]
+    assert batch.logprobs.shape == (4, max(lengths))
+    assert batch.mask.sum(1).tolist() == lengths
     assert (batch.logprobs[batch.mask == 0] == 0).all()
-    torch.testing.assert_close(batch.logprobs[0, :3], torch.tensor(gens[0].logprobs[:3]), atol=1e-4, rtol=0)
+    for i in (0, 3):  # the rows generated with a0
+        torch.testing.assert_close(
+            batch.logprobs[i, : lengths[i]].cpu(), torch.tensor(gens[i].logprobs), atol=1e-4, rtol=0
+        )
 
 
 def test_seeded_sampling_is_reproducible(pool):
@@ -171,6 +192,40 @@ def test_seeded_sampling_is_reproducible(pool):
     other = pool.generate(prompts, adapters, max_new_tokens=10, generator_seed=43)
     assert [g.completion_ids for g in first] == [g.completion_ids for g in again]
     assert [g.completion_ids for g in first] != [g.completion_ids for g in other]
+
+
+def test_seeded_sampling_is_thread_safe(tiny_model_path):
+    """The trainer generates for several base models at once, in threads."""
+    pools = [make_pool(tiny_model_path, 2), make_pool(tiny_model_path, 2)]
+    prompts = pools[0].format_prompts(OBS, "sys")
+    adapters = ["a0", "a1", None, "a0"]
+
+    def run(p: ModelPool, seed: int) -> list[list[int]]:
+        return [
+            g.completion_ids
+            for g in p.generate(prompts, adapters, max_new_tokens=24, generator_seed=seed)
+        ]
+
+    expected = [run(pools[0], 1), run(pools[1], 2)]
+    results: dict[int, list] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, run(pools[i], i + 1)))
+        for i in (0, 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[0], results[1]] == expected
+
+
+def test_tiny_top_p_is_greedy(pool):
+    prompts = pool.format_prompts(OBS, None)
+    adapters = ["a0", "a1", None, "a2"]
+    greedy = pool.generate(prompts, adapters, max_new_tokens=6, do_sample=False)
+    nucleus = pool.generate(prompts, adapters, max_new_tokens=6, top_p=1e-6, generator_seed=3)
+    assert [g.completion_ids for g in greedy] == [g.completion_ids for g in nucleus]
+    assert [g.logprobs for g in greedy] == [g.logprobs for g in nucleus]
 
 
 def test_eos_ends_a_completion(pool):
@@ -196,7 +251,7 @@ def test_empty_and_mismatched_inputs(pool):
 
 # ---------------------------------------------------------------------- reference model
 def test_disabled_adapter_equals_base(tiny_model_path):
-    base = ModelPool(str(tiny_model_path), dtype="float32", device="cpu")
+    base = ModelPool(str(tiny_model_path), dtype="float32", device=DEVICE)
     prompts = base.format_prompts(OBS, "sys")
     completions = [[20 + i, 30, 40] for i in range(4)]
     expected = base.sequence_logprobs(None, prompts, completions, requires_grad=False).logprobs
@@ -232,7 +287,7 @@ def test_save_load_adapter_roundtrip(pool, tmp_path, tiny_model_path):
         pool.sequence_logprobs("a1", prompts, completions, requires_grad=False).logprobs, before
     )
     # into a fresh pool: the adapter is added under the name
-    fresh = ModelPool(str(tiny_model_path), dtype="float32", device="cpu")
+    fresh = ModelPool(str(tiny_model_path), dtype="float32", device=DEVICE)
     fresh.load_adapter("restored", tmp_path / "a1")
     assert fresh.adapter_names == ["restored"]
     assert all(p.requires_grad for p in fresh.trainable_parameters("restored"))
@@ -248,7 +303,7 @@ def test_save_load_adapter_roundtrip(pool, tmp_path, tiny_model_path):
 def test_load_adapter_errors(pool, tmp_path):
     with pytest.raises(FileNotFoundError):
         pool.load_adapter("a0", tmp_path / "missing")
-    other = ModelPool(pool.path, dtype="float32", device="cpu")
+    other = ModelPool(pool.path, dtype="float32", device=DEVICE)
     other.add_adapter("big", seed=0, **{**LORA, "rank": 8})
     other.save_adapter("big", tmp_path / "big")
     with pytest.raises(ValueError, match="r=8"):
@@ -266,7 +321,7 @@ def test_format_prompts_uses_the_chat_template(pool):
 
 
 def test_format_prompts_cuts_old_history_from_the_left(tiny_model_path):
-    pool = ModelPool(str(tiny_model_path), dtype="float32", device="cpu", kv_cache_size=80)
+    pool = ModelPool(str(tiny_model_path), dtype="float32", device=DEVICE, kv_cache_size=80)
     long_obs = "".join(f"round {i}. " for i in range(40)) + "NOW ACT"
     short, long = pool.format_prompts(["short", long_obs], "sys", max_new_tokens=16)
     assert len(long) == 80 - 16
@@ -289,7 +344,7 @@ def test_resolve_checkpoint_local_and_embedded(tiny_model_path, tmp_path, monkey
     assert len(calls) == 2
     with pytest.raises(ModelUnavailableError, match="embedded:smollm2"):
         resolve_checkpoint("embedded:gpt5")
-    with pytest.raises(ModelUnavailableError, match="config.json"):
+    with pytest.raises(ModelUnavailableError, match=r"config\.json"):
         resolve_checkpoint(str(tmp_path))
     with pytest.raises(ModelUnavailableError, match="not a checkpoint directory"):
         resolve_checkpoint(str(tmp_path / "nope"))
@@ -336,17 +391,22 @@ def test_embedded_cache_builds_once(tmp_path, fake_gguf):
     assert embedded.embedded_model_path(target) == target
     assert len(fake_gguf) == 1
     assert embedded.cache_is_valid(target, full=True)
-    start = time.perf_counter()
     assert embedded.embedded_model_path(target) == target
-    assert time.perf_counter() - start < 0.1
-    assert len(fake_gguf) == 1
+    assert len(fake_gguf) == 1  # the second call reused the cache: no second conversion
     leftovers = [p.name for p in target.parent.iterdir() if p.name.startswith(".smol.")]
     assert leftovers == [".smol.lock"]  # no temporary or stale directories remain
 
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncate_weights", "bad_config", "no_manifest", "missing_file", "partial_dir", "garbage_header"],
+    [
+        "truncate_weights",
+        "bad_config",
+        "no_manifest",
+        "missing_file",
+        "partial_dir",
+        "garbage_header",
+    ],
 )
 def test_embedded_cache_damage_is_rebuilt(tmp_path, fake_gguf, damage):
     target = tmp_path / "smol"
@@ -430,10 +490,11 @@ def test_embedded_model_converts_and_generates(tmp_path):
 
     start = time.perf_counter()
     path = embedded.embedded_model_path(tmp_path / "smol")
-    convert_s = time.perf_counter() - start
-    start = time.perf_counter()
+    print(f"conversion: {time.perf_counter() - start:.1f} s")  # a figure, never an assertion
+    manifest = (path / "srl_manifest.json").read_bytes() if (path / "srl_manifest.json").exists() else None
     assert embedded.embedded_model_path(tmp_path / "smol") == path
-    assert time.perf_counter() - start < 0.5 < convert_s
+    if manifest is not None:  # the second call reused the cache instead of converting again
+        assert (path / "srl_manifest.json").read_bytes() == manifest
     assert embedded.cache_is_valid(path, full=True)
     config = json.loads((path / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
@@ -441,9 +502,8 @@ def test_embedded_model_converts_and_generates(tmp_path):
     assert "<|im_start|>" in tok.chat_template and tok.eos_token == "<|im_end|>"
     for _ in range(2):
         start = time.perf_counter()
-        pool = ModelPool(str(path), dtype="bfloat16", device="cpu")
-        load_s = time.perf_counter() - start
-    assert load_s < 5
+        pool = ModelPool(str(path), dtype="bfloat16", device=DEVICE)
+        print(f"load: {time.perf_counter() - start:.2f} s")
     pool.add_adapter("slot", seed=0, **LORA)
     prompts = pool.format_prompts(["What is the capital of France?"], None)
     (gen,) = pool.generate(prompts, ["slot"], max_new_tokens=12, do_sample=False)
