@@ -108,7 +108,9 @@ def embedded_model_path(cache_dir: str | Path | None = None) -> Path:
         if cache_is_valid(target):  # another process built it while we waited
             return target
         if target.exists():
-            logger.warning("embedded model cache at %s is incomplete or corrupt; rebuilding", target)
+            logger.warning(
+                "embedded model cache at %s is incomplete or corrupt; rebuilding", target
+            )
         _build(target, gguf, _convert_gguf)
     if not cache_is_valid(target):
         raise EmbeddedModelError(f"the converted embedded model at {target} fails its own check")

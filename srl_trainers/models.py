@@ -410,8 +410,9 @@ class ModelPool:
     ) -> list[Generation]:
         """Complete every prompt with its adapter (None: the base model) in ONE batched call.
 
-        Prompts are left-padded; a batch with several adapters runs PEFT's mixed-adapter
-        forward (eval mode), a batch with one adapter activates it. Sampling uses a private
+        Prompts are left-padded; a batch with several adapters runs with per-row LoRA weights
+        (see ``_row_adapters``; ``peft_mixed_batch=True`` uses PEFT's ``adapter_names=``
+        instead), a batch with one adapter activates it; eval mode. Sampling uses a private
         generator seeded by ``generator_seed`` (None: the global RNG), so the same seed gives the
         same completions. Log-probs are under log_softmax(logits / temperature), what
         :meth:`sequence_logprobs` computes; ``do_sample=False`` is greedy.
@@ -610,7 +611,8 @@ class ModelPool:
         LoRA layer holds each row's own (A, scaling * B), gathered once, and adds
         ``x @ A_row^T @ B_row^T`` to the base output with two batched matmuls. The same maths
         as PEFT's mixed batch, whose per-adapter loop costs a few small ops per adapter, layer
-        and step (measured 0.65x the base model's speed at 8 adapters on CPU; this path 0.8x).
+        and step (SmolLM2 on CPU, batch 32, 8 adapters: PEFT's path ran at 0.71x the bare base
+        model's tokens/s, this one at 0.90x).
         """
         from peft.tuners.lora.layer import Linear as LoraLinear
 

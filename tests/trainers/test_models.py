@@ -491,7 +491,9 @@ def test_embedded_model_converts_and_generates(tmp_path):
     start = time.perf_counter()
     path = embedded.embedded_model_path(tmp_path / "smol")
     print(f"conversion: {time.perf_counter() - start:.1f} s")  # a figure, never an assertion
-    manifest = (path / "srl_manifest.json").read_bytes() if (path / "srl_manifest.json").exists() else None
+    manifest = (
+        (path / "srl_manifest.json").read_bytes() if (path / "srl_manifest.json").exists() else None
+    )
     assert embedded.embedded_model_path(tmp_path / "smol") == path
     if manifest is not None:  # the second call reused the cache instead of converting again
         assert (path / "srl_manifest.json").read_bytes() == manifest
