@@ -235,6 +235,7 @@ class ModelPool:
         self._has_lora_variants = False
         self._adapters: list[str] = []
         self._lora_params: list[nn.Parameter] = []
+        self._frozen: set[int] = set()  # ids of LoRA params that must stay frozen (e.g. FFA's A)
         self._warned_long_prompt = False
 
     # ------------------------------------------------------------------ adapters
@@ -277,6 +278,12 @@ class ModelPool:
                 self.model.add_adapter(name, config, autocast_adapter_dtype=False)
         self._adapters.append(name)
         self._refresh_lora_params()
+
+    def freeze(self, params: Sequence[nn.Parameter]) -> None:
+        """Keep these LoRA parameters frozen from now on (the federated strategy freezes A);
+        every other LoRA parameter keeps requiring grad across adapter switches."""
+        self._frozen.update(id(p) for p in params)
+        self._restore_requires_grad()
 
     def trainable_parameters(self, name: str) -> list[nn.Parameter]:
         """The LoRA parameters of adapter ``name`` (all require grad)."""
@@ -663,7 +670,7 @@ class ModelPool:
 
     def _restore_requires_grad(self) -> None:
         for p in self._lora_params:
-            p.requires_grad_(True)
+            p.requires_grad_(id(p) not in self._frozen)
 
     def _check_adapter(self, name: str) -> None:
         if name not in self._adapters:

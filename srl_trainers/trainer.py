@@ -375,6 +375,8 @@ class MultiModelTrainer:
                 self.backends[checkpoint].push_from_pool(pool, slots, self._adapter_push_dir / Path(checkpoint).name)
             for slot in slots:
                 params = strategy.trainable_parameters(pool.model, slot)
+                trainable = {id(p) for p in params}
+                pool.freeze([p for p in pool.trainable_parameters(slot) if id(p) not in trainable])
                 if cfg.algorithm == "ppo":
                     torch.manual_seed(cfg.seed + 7919)
                     head = ValueHead(pool.hidden_size).to(pool.device)

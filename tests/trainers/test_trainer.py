@@ -190,3 +190,26 @@ def test_vllm_backend_without_vllm_names_the_extra(tiny_model_path, tmp_path):
     trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, generation_backend="vllm"))
     with pytest.raises(ImportError, match=r"srl\[vllm\]"):
         trainer.setup()
+
+
+def test_federated_keeps_lora_a_frozen_and_exactly_averages(tiny_model_path, tmp_path):
+    cfg = tiny_config(tiny_model_path, tmp_path, weight_update_strategy="federated",
+                      federated_strength=1.0)
+    trainer = MultiModelTrainer(cfg)
+    # random-byte completions of the tiny model are all invalid: give the group some spread
+    trainer.environment.reward_function = lambda text, context: float(len(text) % 3)
+    trainer.setup()
+    before = snapshot(trainer)
+    trainer.train_sync()
+    after = snapshot(trainer)
+    pool = next(iter(trainer.pools.values()))
+    for slot in trainer.slots:
+        for name, param in lora_parameters(pool.model, slot).items():
+            if ".lora_A." in name:
+                assert torch.equal(before[slot][name], param), f"{slot} {name}: A must stay frozen"
+                assert param.grad is None and not param.requires_grad
+        assert changed(before[slot], after[slot])
+    # strength 1: after averaging every slot holds the same (reward-weighted) B
+    b_keys = [k for k in after[trainer.slots[0]] if ".lora_B." in k]
+    for key in b_keys:
+        assert torch.allclose(after[trainer.slots[0]][key], after[trainer.slots[1]][key])
