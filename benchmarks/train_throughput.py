@@ -32,11 +32,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import resource
+import statistics
 import time
 
 import torch
 
 import srl_envs
+from srl_trainers.algorithms.grpo import group_advantages, grpo_loss
 from srl_trainers.lora import lora_parameters
 from srl_trainers.models import ModelPool
 from srl_trainers.testing import build_tiny_model
@@ -219,10 +221,240 @@ def memory_rows(model: str, dtype: str, batch: int, new_tokens: int, prompt: str
 
 
 # ---------------------------------------------------------------------- update step
-# Time per update step vs TRL's GRPOTrainer: added with the trainer's loss (see trainer.py).
+STEP_SEQUENCES, STEP_PROMPT, STEP_COMPLETION, STEP_GROUP = 16, 96, 32, 4
+STEP_ADAPTER = "policy"
+STEP_LR = 1e-5
+STEP_EPSILON = 0.2
 
 
-def main(argv: list[str] | None = None) -> None:
+def step_batch(
+    pool: ModelPool, sequences: int, prompt_len: int, completion_len: int, seed: int = 0
+) -> dict:
+    """A fixed GRPO batch in both layouts: the lists :meth:`ModelPool.sequence_logprobs` takes,
+    and the padded tensors TRL's ``_compute_loss`` takes (prompts left-padded, completions
+    right-padded, exactly as TRL builds them).
+
+    Random non-special token ids; prompt lengths from 3/4 of ``prompt_len`` up to it and
+    completion lengths from half of ``completion_len`` up to it (row 0 has both maxima, so the
+    padded shape is always ``prompt_len + completion_len``); advantages are the group-relative
+    advantages of fixed random rewards in groups of ``STEP_GROUP``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    special = set(pool.tokenizer.all_special_ids)
+    vocab = torch.tensor(
+        [i for i in range(int(pool.model.config.vocab_size)) if i not in special]
+    )
+
+    def tokens(n: int) -> list[int]:
+        return vocab[torch.randint(len(vocab), (n,), generator=gen)].tolist()
+
+    def length(i: int, top: int, low: int) -> int:
+        return top if i == 0 else int(torch.randint(low, top + 1, (1,), generator=gen))
+
+    prompts = [tokens(length(i, prompt_len, 3 * prompt_len // 4)) for i in range(sequences)]
+    completions = [
+        tokens(length(i, completion_len, max(1, completion_len // 2))) for i in range(sequences)
+    ]
+    rewards = torch.randn(sequences, generator=gen)
+    groups = torch.arange(sequences) // STEP_GROUP
+    advantages = group_advantages(rewards, groups)
+
+    pad = pool.tokenizer.pad_token_id
+    P, T = max(map(len, prompts)), max(map(len, completions))
+    prompt_ids = torch.full((sequences, P), pad, dtype=torch.long)
+    prompt_mask = torch.zeros((sequences, P), dtype=torch.long)
+    completion_ids = torch.full((sequences, T), pad, dtype=torch.long)
+    completion_mask = torch.zeros((sequences, T), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        prompt_ids[i, P - len(p) :] = torch.tensor(p)
+        prompt_mask[i, P - len(p) :] = 1
+        completion_ids[i, : len(c)] = torch.tensor(c)
+        completion_mask[i, : len(c)] = 1
+    trl_inputs = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": advantages,
+        "num_items_in_batch": completion_mask.sum(),
+    }
+    return {
+        "prompts": prompts,
+        "completions": completions,
+        "advantages": advantages,
+        "trl": {k: v.to(pool.device) for k, v in trl_inputs.items()},
+        "tokens": int(prompt_mask.sum() + completion_mask.sum()),
+        "padded": (sequences, P + T),
+    }
+
+
+def trl_trainer(pool: ModelPool, sequences: int, completion_len: int, output_dir: str):
+    """A real ``trl.GRPOTrainer`` on the pool's own PeftModel (adapter ``STEP_ADAPTER``
+    active), set up like tests/trainers/test_grpo.py: on-policy dapo, beta 0, no activation
+    checkpointing (TRL's default turns it on in ``train()``, which is never called here)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    threads = torch.get_num_threads()
+    args = GRPOConfig(
+        output_dir=output_dir,
+        use_cpu=pool.device.type == "cpu",
+        bf16=False,  # no autocast: TRL runs in the model's dtype, as the pool does
+        report_to="none",
+        per_device_train_batch_size=sequences,
+        gradient_accumulation_steps=1,
+        num_generations=STEP_GROUP,
+        max_completion_length=completion_len,
+        temperature=1.0,
+        beta=0.0,
+        loss_type="dapo",
+        epsilon=STEP_EPSILON,
+        activation_checkpointing=False,
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=pool.model,
+        reward_funcs=lambda completions, **kwargs: [0.0] * len(completions),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": ["a"] * STEP_GROUP}),
+        processing_class=pool.tokenizer,
+    )
+    if trainer.model is not pool.model:
+        raise RuntimeError("GRPOTrainer did not keep the PeftModel it was given")
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's training loop
+    torch.set_num_threads(threads)
+    return trainer
+
+
+def step_row(model: str, dtype: str, repeats: int, header: bool = True) -> dict:
+    """Seconds per update step, ours and TRL's, timed interleaved on one model and batch.
+
+    One pool, one LoRA adapter (the ``LORA`` config, random B so the gradients are generic),
+    one AdamW over its parameters. Every repeat times each way once, in alternating order:
+    ``ours`` (what the brief calls the update step: ``sequence_logprobs`` + ``grpo_loss`` dapo,
+    beta 0 + backward + AdamW step), ``ours+ent`` (the same with ``return_entropy=True``, what
+    trainer.py's ``_backward`` asks for, and what TRL always computes) and ``TRL``
+    (``GRPOTrainer._compute_loss`` + backward + AdamW step).
+    """
+    import tempfile
+
+    pool = make_pool(model, dtype, 0)
+    pool.add_adapter(STEP_ADAPTER, seed=0, **LORA)
+    g = torch.Generator().manual_seed(1000)
+    with torch.no_grad():
+        for key, p in lora_parameters(pool.model, STEP_ADAPTER).items():
+            if "lora_B" in key:
+                p.copy_(torch.randn(p.shape, generator=g).to(p.dtype) * 0.01)
+    sequences, completion_len = STEP_SEQUENCES, STEP_COMPLETION
+    batch = step_batch(pool, sequences, STEP_PROMPT, completion_len)
+    params = pool.trainable_parameters(STEP_ADAPTER)
+    optimizer = torch.optim.AdamW(params, lr=STEP_LR)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = trl_trainer(pool, sequences, completion_len, tmp)
+
+    def optimizer_step() -> None:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def ours(entropy: bool = False) -> torch.Tensor:
+        out = pool.sequence_logprobs(
+            STEP_ADAPTER,
+            batch["prompts"],
+            batch["completions"],
+            requires_grad=True,
+            return_entropy=entropy,
+        )
+        loss, _ = grpo_loss(
+            out.logprobs,
+            None,
+            None,
+            batch["advantages"].to(pool.device),
+            out.mask,
+            beta=0.0,
+            epsilon_low=STEP_EPSILON,
+            epsilon_high=STEP_EPSILON,
+            loss_type="dapo",
+        )
+        loss.backward()
+        return loss.detach()
+
+    def trl() -> torch.Tensor:
+        pool.model.train()  # TRL's training loop runs in train mode; the pool's forward sets it
+        loss = trainer._compute_loss(pool.model, batch["trl"])
+        loss.backward()
+        pool.model.eval()
+        return loss.detach()
+
+    # Same maths? One backward each, no optimizer step: losses and gradient cosine.
+    loss_ours = ours()
+    grad_ours = torch.cat([p.grad.float().flatten() for p in params])
+    optimizer.zero_grad(set_to_none=True)
+    loss_trl = trl()
+    grad_trl = torch.cat([p.grad.float().flatten() for p in params])
+    optimizer.zero_grad(set_to_none=True)
+    cosine = float(torch.nn.functional.cosine_similarity(grad_ours, grad_trl, dim=0))
+
+    ways = {
+        "ours": lambda: ours(),
+        "ours_ent": lambda: ours(entropy=True),
+        "trl": trl,
+    }
+    for fn in ways.values():  # warm-up: one full step each
+        fn()
+        optimizer_step()
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    names = list(ways)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            ways[name]()
+            optimizer_step()
+            times[name].append(time.perf_counter() - start)
+    row = {
+        "model": model,
+        "sequences": sequences,
+        "tokens": batch["tokens"],
+        "padded": batch["padded"],
+        "repeats": repeats,
+        "loss_ours": float(loss_ours),
+        "loss_trl": float(loss_trl),
+        "grad_cosine": cosine,
+        **{k: statistics.median(v) for k, v in times.items()},
+        **{f"{k}_all": v for k, v in times.items()},
+    }
+    print_step_row(row, header)
+    return row
+
+
+STEP_COLUMNS = (  # header, width, value
+    ("model", 9, lambda r: r["model"]),
+    ("sequences", 10, lambda r: r["sequences"]),
+    ("tokens", 8, lambda r: r["tokens"]),
+    ("padded", 9, lambda r: "x".join(map(str, r["padded"]))),
+    ("ours s/step", 12, lambda r: f"{r['ours']:.3f}"),
+    ("ours+ent s/step", 16, lambda r: f"{r['ours_ent']:.3f}"),
+    ("TRL s/step", 11, lambda r: f"{r['trl']:.3f}"),
+    ("ours/TRL", 9, lambda r: f"{r['ours'] / r['trl']:.2f}"),
+    ("ours+ent/TRL", 13, lambda r: f"{r['ours_ent'] / r['trl']:.2f}"),
+)
+
+
+def print_step_row(r: dict, header: bool) -> None:
+    """Median seconds per update step of each way, and the ratios; then the spread."""
+    if header:
+        print("\n" + "".join(f"{h:>{w}}" for h, w, _ in STEP_COLUMNS) + "   (median)")
+    print("".join(f"{v(r)!s:>{w}}" for _, w, v in STEP_COLUMNS), flush=True)
+    spread = ", ".join(
+        f"{k} {min(r[f'{k}_all']):.3f}-{max(r[f'{k}_all']):.3f}" for k in ("ours", "ours_ent", "trl")
+    )
+    print(
+        f"{'':>9}  {r['repeats']} interleaved repeats, min-max s: {spread}; loss ours "
+        f"{r['loss_ours']:.6f} / TRL {r['loss_trl']:.6f}, gradient cosine {r['grad_cosine']:.4f}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["tiny", "embedded", "both"], default="both")
     parser.add_argument("--quick", action="store_true", help="batch 8, 8 new tokens")
@@ -245,6 +477,14 @@ def main(argv: list[str] | None = None) -> None:
         help="torch threads (default: torch's). On a shared 2-core machine 1 is steadier: two "
         "OpenMP threads stall whenever another process takes a core",
     )
+    parser.add_argument(
+        "--step-repeats",
+        type=int,
+        default=None,
+        help="interleaved timed update steps per way (median is kept; default 7, quick 3)",
+    )
+    parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument("--skip-step", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -256,11 +496,20 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {args.dtype}, "
         f"{new_tokens} new tokens, {args.prompt} prompts, sampling at temperature 1\n"
     )
+    rows: dict[str, list[dict]] = {"generation": [], "step": [], "memory": []}
     for m in models:
-        generation_rows(m, args.dtype, batch, new_tokens, args.repeats, args.prompt)
+        if not args.skip_generation:
+            rows["generation"] += generation_rows(
+                m, args.dtype, batch, new_tokens, args.repeats, args.prompt
+            )
+    step_repeats = args.step_repeats or (3 if args.quick else 7)
+    for i, m in enumerate(models):
+        if not args.skip_step:
+            rows["step"].append(step_row(m, args.dtype, step_repeats, header=i == 0))
     for m in models:
         if not args.skip_memory:
-            memory_rows(m, args.dtype, min(batch, 16), new_tokens, args.prompt)
+            rows["memory"] += memory_rows(m, args.dtype, min(batch, 16), new_tokens, args.prompt)
+    return rows
 
 
 if __name__ == "__main__":

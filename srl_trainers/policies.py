@@ -8,7 +8,6 @@ carry identity here; scripted and API policies act on their own and never change
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from srl_envs.policies import ScriptedPolicy
 
@@ -50,7 +49,3 @@ class BotPolicy(Policy):
     def reset(self, seeds: list[int]) -> None:
         for bot, seed in zip(self.bots, seeds):
             bot.reset(seed)
-
-    @staticmethod
-    def context() -> dict[str, Any]:
-        return {}
