@@ -1,10 +1,13 @@
-"""Training-loop throughput: generation with many LoRA adapters on one base model, and memory.
+"""Training-loop throughput: generation with many LoRA adapters on one base model, the time of
+one update step against TRL's GRPOTrainer, and memory.
 
 Run from the repository root::
 
-    python -m benchmarks.train_throughput --model embedded --threads 1   # SmolLM2-135M, ~6 min
-    python -m benchmarks.train_throughput --model tiny --quick           # tiny model, ~20 s
+    python -m benchmarks.train_throughput --model embedded --threads 1   # SmolLM2-135M, ~14 min
+    python -m benchmarks.train_throughput --model tiny --quick           # tiny model, ~35 s
     python -m benchmarks.train_throughput --model both --prompt env      # ~250-token prompts
+    python -m benchmarks.train_throughput --model embedded --threads 1 \
+        --skip-generation --skip-memory                                  # update step only, ~8 min
 
 Generation: the same prompts through the chat template (``--prompt short``: one-line game
 states, ~56 tokens with SmolLM2; ``env``: real coop_compete observations, ~250 tokens) are
@@ -21,6 +24,17 @@ Each cell is generated tokens/s (completion tokens up to EOS over wall time, bes
 change the outputs. Memory: peak RSS of a fresh process that loads the model, adds k trainable
 slots (AdamW each), generates once and takes one update step per slot; plus the parameter
 bytes of the base and of the adapters.
+
+Update step (seconds per step, median of ``--step-repeats`` runs, the ways interleaved in
+alternating order in one process): one pool with one LoRA adapter (the same ``LORA`` config),
+one fixed batch of 16 sequences (prompts of 72-96 random tokens, left-padded; completions of
+16-32, right-padded; group-relative advantages of fixed rewards in groups of 4) and one AdamW
+over the adapter's parameters. ``ours``: ``ModelPool.sequence_logprobs`` + ``grpo_loss``
+(dapo, beta 0, on-policy) + backward + AdamW step; ``ours+ent``: the same with the entropy
+trainer.py asks for; ``TRL``: a real ``trl.GRPOTrainer`` built on the pool's own PeftModel,
+``_compute_loss`` + backward + the same AdamW step. Before timing, one backward of each checks
+that both losses agree and prints the cosine of the two gradients (1 in float32; bf16 rounding
+lowers it a little, TRL's LM head runs in float32 and ours in the model dtype).
 
 On a 2-core machine that other processes share, ``--threads 1`` gives steadier numbers: with
 two OpenMP threads a forward stalls whenever another process takes a core (measured: 2-8x
@@ -241,9 +255,7 @@ def step_batch(
     """
     gen = torch.Generator().manual_seed(seed)
     special = set(pool.tokenizer.all_special_ids)
-    vocab = torch.tensor(
-        [i for i in range(int(pool.model.config.vocab_size)) if i not in special]
-    )
+    vocab = torch.tensor([i for i in range(int(pool.model.config.vocab_size)) if i not in special])
 
     def tokens(n: int) -> list[int]:
         return vocab[torch.randint(len(vocab), (n,), generator=gen)].tolist()
@@ -331,10 +343,15 @@ def step_row(model: str, dtype: str, repeats: int, header: bool = True) -> dict:
 
     One pool, one LoRA adapter (the ``LORA`` config, random B so the gradients are generic),
     one AdamW over its parameters. Every repeat times each way once, in alternating order:
-    ``ours`` (what the brief calls the update step: ``sequence_logprobs`` + ``grpo_loss`` dapo,
-    beta 0 + backward + AdamW step), ``ours+ent`` (the same with ``return_entropy=True``, what
-    trainer.py's ``_backward`` asks for, and what TRL always computes) and ``TRL``
-    (``GRPOTrainer._compute_loss`` + backward + AdamW step).
+    ``ours`` (``sequence_logprobs`` + ``grpo_loss`` dapo, beta 0 + backward + AdamW step),
+    ``ours+ent`` (the same with ``return_entropy=True``, what trainer.py's ``_backward`` asks
+    for, and what TRL always computes) and ``TRL`` (``GRPOTrainer._compute_loss`` + backward +
+    AdamW step).
+
+    TRL patches its fused LM head onto the shared base model (our forward passes through that
+    wrapper unchanged). Off CUDA/XPU (no Triton) the fused head projects every position, prompt
+    included, in float32; on GPU it projects the completion tokens only, so CPU ratios do not
+    carry over to GPU. Ours keeps the completion logits only (``logits_to_keep``).
     """
     import tempfile
 
@@ -445,7 +462,8 @@ def print_step_row(r: dict, header: bool) -> None:
         print("\n" + "".join(f"{h:>{w}}" for h, w, _ in STEP_COLUMNS) + "   (median)")
     print("".join(f"{v(r)!s:>{w}}" for _, w, v in STEP_COLUMNS), flush=True)
     spread = ", ".join(
-        f"{k} {min(r[f'{k}_all']):.3f}-{max(r[f'{k}_all']):.3f}" for k in ("ours", "ours_ent", "trl")
+        f"{k} {min(r[f'{k}_all']):.3f}-{max(r[f'{k}_all']):.3f}"
+        for k in ("ours", "ours_ent", "trl")
     )
     print(
         f"{'':>9}  {r['repeats']} interleaved repeats, min-max s: {spread}; loss ours "
@@ -457,7 +475,9 @@ def print_step_row(r: dict, header: bool) -> None:
 def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["tiny", "embedded", "both"], default="both")
-    parser.add_argument("--quick", action="store_true", help="batch 8, 8 new tokens")
+    parser.add_argument(
+        "--quick", action="store_true", help="batch 8, 8 new tokens, 3 update-step repeats"
+    )
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument(
         "--prompt",
