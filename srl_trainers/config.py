@@ -105,7 +105,7 @@ class MultiModelConfig:
     max_episodes: int = _help(
         "Training episodes to run; one training episode = one batch of env copies played to "
         "the end.",
-        default=12,
+        default=8,
     )
     episode_length: int = _help("Maximum rounds per environment episode.", default=3)
     update_frequency: int | list[int] = _help(
