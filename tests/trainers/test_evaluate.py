@@ -1,0 +1,215 @@
+"""srl_trainers.evaluate: interval math, evaluation from a trainer, a config and a checkpoint
+(tiny random model), and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from srl_trainers import MultiModelConfig, MultiModelTrainer
+from srl_trainers.evaluate import (
+    EvaluationReport,
+    _outcomes,
+    evaluate,
+    main,
+    mean_interval,
+    wilson_interval,
+)
+from srl_trainers.trainer import EVAL_SEED_OFFSET
+
+
+# ---------------------------------------------------------------------- interval math
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [
+        (0, 10, 0.0, 0.2775),  # the classic "0 of 10" upper bound
+        (10, 10, 0.7225, 1.0),
+        (5, 10, 0.2366, 0.7634),
+        (1, 2, 0.0945, 0.9055),
+        (81, 263, 0.2553, 0.3662),
+        (50, 100, 0.4038, 0.5962),
+    ],
+)
+def test_wilson_interval_known_values(successes, n, low, high):
+    lo, hi = wilson_interval(successes, n)
+    assert lo == pytest.approx(low, abs=5e-4)
+    assert hi == pytest.approx(high, abs=5e-4)
+
+
+def test_wilson_interval_edges_and_errors():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(3, 7)
+    assert 0.0 <= lo < 3 / 7 < hi <= 1.0
+    narrow = wilson_interval(300, 700)
+    assert narrow[1] - narrow[0] < hi - lo  # more trials, narrower interval
+    for bad in [(-1, 5), (6, 5), (1, -1)]:
+        with pytest.raises(ValueError):
+            wilson_interval(*bad)
+
+
+def test_mean_interval():
+    mean, lo, hi = mean_interval([1.0, 2.0, 3.0, 4.0])
+    half = 1.959964 * math.sqrt(5 / 3) / 2  # sd (ddof=1) = sqrt(5/3), n = 4
+    assert mean == 2.5
+    assert (lo, hi) == pytest.approx((2.5 - half, 2.5 + half), abs=1e-5)
+    assert mean_interval([2.0]) == (2.0, 2.0, 2.0)
+    assert all(math.isnan(x) for x in mean_interval([]))
+
+
+def test_outcomes_match_the_trainer_definition():
+    teams = {"red_0": "red", "red_1": "red", "blue_0": "blue", "blue_1": "blue"}
+    raw = {"red_0": 1.0, "red_1": 1.0, "blue_0": -1.0, "blue_1": -1.0}
+    assert _outcomes(raw, teams) == {"red_0": 1, "red_1": 1, "blue_0": -1, "blue_1": -1}
+    assert set(_outcomes(dict.fromkeys(raw, 0.0), teams).values()) == {0}
+    # no teams: each agent against the mean of the others
+    assert _outcomes({"a": 3.0, "b": 1.0, "c": 2.0}, None) == {"a": 1, "b": -1, "c": 0}
+
+
+# ---------------------------------------------------------------------- evaluation on the tiny model
+def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
+    fields = dict(
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        model_types=["tiny"],
+        model_names={"tiny": str(tiny_model_path)},
+        num_models=2,
+        max_episodes=1,
+        batch_size=4,
+        group_size=2,
+        episode_length=2,
+        max_new_tokens=4,
+        kv_cache_size=200,
+        system_prompt="Play.",
+        dtype="float32",
+        learning_rate=1e-2,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        log_dir=str(tmp_path / "runs"),
+        run_name="test",
+        enable_monitoring=False,
+        save_interval=1,
+    )
+    fields.update(overrides)
+    return MultiModelConfig(**fields)
+
+
+def test_untrained_config_report(tiny_model_path, tmp_path):
+    cfg = tiny_config(tiny_model_path, tmp_path)
+    report = evaluate(cfg, num_episodes=3)
+    assert isinstance(report, EvaluationReport)
+    assert report.source == "untrained" and report.training_episode == 0
+    copies = 2  # batch 4 / (2 turns per copy) rounded to a group of 2
+    assert report.num_episodes == 2 * copies  # 3 rounded up to whole batches
+    assert report.seeds == (EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + report.num_episodes - 1)
+    assert set(report.models) == {"model_0_tiny", "model_1_tiny", "bot_heuristic"}
+    assert set(report.teams) == {"red", "blue"}
+    red, blue = report.teams["red"], report.teams["blue"]
+    assert red.trainable and not blue.trainable
+    # zero-sum teams: red's wins are blue's losses
+    assert red.win_rate == pytest.approx(blue.loss_rate)
+    assert red.episodes == report.num_episodes
+    assert red.turns == report.num_episodes * 2 * 2  # episodes x rounds x agents
+    assert 0.0 <= red.invalid_rate <= 1.0 and red.win_ci[0] <= red.win_rate <= red.win_ci[1]
+    assert "fields_won_per_round" in red.figures
+    assert blue.invalid_rate == 0.0  # the scripted bot always answers validly
+    assert report.population.agents == ["red_0", "red_1"]
+    table = report.table()
+    assert "model_0_tiny" in table and "team" in table and "welfare" in table
+    json.dumps(report.to_dict())
+
+
+def test_evaluation_leaves_training_untouched_and_is_repeatable(tiny_model_path, tmp_path):
+    import torch
+
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path))
+    trainer.setup()
+    state = torch.get_rng_state()
+    first = evaluate(trainer, num_episodes=2, temperature=1.0)
+    assert torch.equal(state, torch.get_rng_state())
+    assert (
+        trainer.current_episode == 0
+        and trainer._history["model_0_tiny"] == type(trainer._history["model_0_tiny"])()
+    )
+    second = evaluate(trainer, num_episodes=2, temperature=1.0)
+    assert first.to_dict()["models"] == second.to_dict()["models"]
+
+
+def test_checkpoint_round_trip_and_other_opponent(tiny_model_path, tmp_path):
+    cfg = tiny_config(tiny_model_path, tmp_path)
+    trainer = MultiModelTrainer(cfg)
+    trainer.train_sync()  # one episode, checkpoint saved at the end
+    from_trainer = evaluate(trainer, num_episodes=2)
+    ckpt = tmp_path / "ckpt" / trainer.checkpoints_saved[-1]
+    from_dir = evaluate(ckpt, num_episodes=2)
+    from_id = evaluate("latest", num_episodes=2, checkpoint_dir=tmp_path / "ckpt")
+    assert from_dir.source == str(ckpt) and from_dir.training_episode == 1
+    strip = lambda r: {k: v for k, v in r.to_dict()["models"].items()}  # noqa: E731
+    assert strip(from_dir) == strip(from_trainer) == strip(from_id)
+    # the trained adapters differ from fresh ones: the untrained report is not the trained one
+    random_opp = evaluate(ckpt, num_episodes=2, opponent="random")
+    assert "bot_random" in random_opp.models and "bot_heuristic" not in random_opp.models
+    assert random_opp.opponent == "random"
+    base_opp = evaluate(trainer, num_episodes=2, opponent="base")
+    assert "frozen_base" in base_opp.models
+    assert base_opp.models["frozen_base"].agents == ["blue_0", "blue_1"]
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_checkpoint_and_json(tiny_model_path, tmp_path, capsys):
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path))
+    trainer.train_sync()
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "--checkpoint",
+            "latest",
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+            "--episodes",
+            "2",
+            "--opponent",
+            "random",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "srl evaluation" in printed and "bot_random" in printed
+    data = json.loads(out.read_text())
+    assert data["num_episodes"] == 2 and data["opponent"] == "random"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "one of the arguments --checkpoint --config is required"),
+        (["--checkpoint", "nope", "--checkpoint-dir", "{tmp}"], "not found"),
+        (["--checkpoint", "latest", "--checkpoint-dir", "{tmp}"], "no complete checkpoint"),
+        (["--checkpoint", "{tmp}/nowhere/checkpoint_000001"], "is not a checkpoint directory"),
+        (["--checkpoint", "{tmp}"], "is not a checkpoint directory"),
+        (["--config", "{tmp}/missing.yaml"], "does not exist"),
+        (["--config", "x.yaml", "--episodes", "0"], "--episodes 0"),
+        (["--config", "x.yaml", "--temperature", "-1"], "--temperature -1"),
+        (["--config", "x.yaml", "--checkpoint", "latest"], "not allowed with argument"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_unknown_opponent(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("env: team_battle\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(config), "--opponent", "grandmaster"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "grandmaster" in err and "heuristic" in err and len(err.strip().splitlines()) == 1
