@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["CHATML_TEMPLATE", "build_tiny_model", "build_tiny_tokenizer"]
+__all__ = ["CHATML_TEMPLATE", "build_tiny_model", "build_tiny_tokenizer", "tiny_trainer_config"]
 
 # ChatML without a default system message (SmolLM2's template adds one; tests want none).
 CHATML_TEMPLATE = (
@@ -127,3 +127,33 @@ def _write_tiny_model(out: Path, args: dict) -> Path:
     tokenizer.save_pretrained(out)
     (out / _MARKER).write_text(json.dumps(args, sort_keys=True))
     return out
+
+
+def tiny_trainer_config(model_path: str | Path, work_dir: str | Path, **overrides):
+    """A ``MultiModelConfig`` that trains 2 slots of the tiny model in about a second per
+    episode: short prompts (the byte-level tokenizer makes long ones), 4 new tokens, float32,
+    logs and checkpoints under ``work_dir``. ``overrides`` replace any field."""
+    from srl_trainers.config import MultiModelConfig
+
+    work_dir = Path(work_dir)
+    fields = dict(
+        model_types=["tiny"],
+        model_names={"tiny": str(model_path)},
+        num_models=2,
+        max_episodes=2,
+        batch_size=4,
+        group_size=2,
+        episode_length=2,
+        max_new_tokens=4,
+        kv_cache_size=200,
+        system_prompt="Play.",
+        dtype="float32",
+        learning_rate=1e-2,
+        checkpoint_dir=str(work_dir / "ckpt"),
+        log_dir=str(work_dir / "runs"),
+        run_name="test",
+        enable_monitoring=False,
+        save_interval=100,
+    )
+    fields.update(overrides)
+    return MultiModelConfig(**fields)

@@ -20,6 +20,7 @@ from srl_trainers.api import APIPolicy, APIResult
 from srl_trainers.config import ConfigError, MultiModelConfig
 from srl_trainers.models import ModelPool
 from srl_trainers.serve import BackgroundServer, create_app
+from srl_trainers.testing import tiny_trainer_config
 
 HAS_API_FIELDS = "api_base_url" in MultiModelConfig.field_names()
 needs_integration = pytest.mark.skipif(
@@ -274,26 +275,10 @@ def trainer_config(tiny_model_path, tmp_path, url, **overrides) -> MultiModelCon
     fields = dict(
         model_types=["tiny", "api"],
         model_names={"tiny": str(tiny_model_path), "api": "base"},
-        num_models=2,
-        max_episodes=2,
-        batch_size=4,
-        group_size=2,
-        episode_length=2,
-        max_new_tokens=4,
-        kv_cache_size=200,
-        system_prompt="Play.",
-        dtype="float32",
-        learning_rate=1e-2,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        log_dir=str(tmp_path / "runs"),
-        run_name="test",
-        enable_monitoring=False,
-        save_interval=100,
         api_base_url=url + "/v1",
         api_backoff=0.01,
     )
-    fields.update(overrides)
-    return MultiModelConfig(**fields)
+    return tiny_trainer_config(tiny_model_path, tmp_path, **{**fields, **overrides})
 
 
 @needs_integration

@@ -17,6 +17,7 @@ from srl_trainers.evaluate import (
     mean_interval,
     wilson_interval,
 )
+from srl_trainers.testing import tiny_trainer_config
 from srl_trainers.trainer import EVAL_SEED_OFFSET
 
 
@@ -69,29 +70,8 @@ def test_outcomes_match_the_trainer_definition():
 
 # ---------------------------------------------------------------------- evaluation on the tiny model
 def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
-    fields = dict(
-        env="team_battle",
-        env_kwargs={"team_size": 2},
-        model_types=["tiny"],
-        model_names={"tiny": str(tiny_model_path)},
-        num_models=2,
-        max_episodes=1,
-        batch_size=4,
-        group_size=2,
-        episode_length=2,
-        max_new_tokens=4,
-        kv_cache_size=200,
-        system_prompt="Play.",
-        dtype="float32",
-        learning_rate=1e-2,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        log_dir=str(tmp_path / "runs"),
-        run_name="test",
-        enable_monitoring=False,
-        save_interval=1,
-    )
-    fields.update(overrides)
-    return MultiModelConfig(**fields)
+    fields = dict(env="team_battle", env_kwargs={"team_size": 2}, max_episodes=1, save_interval=1)
+    return tiny_trainer_config(tiny_model_path, tmp_path, **{**fields, **overrides})
 
 
 def test_untrained_config_report(tiny_model_path, tmp_path):

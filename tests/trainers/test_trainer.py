@@ -10,30 +10,11 @@ import torch
 
 from srl_trainers import ConfigError, MultiModelConfig, MultiModelTrainer
 from srl_trainers.lora import lora_parameters
+from srl_trainers.testing import tiny_trainer_config
 
 
 def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
-    fields = dict(
-        model_types=["tiny"],
-        model_names={"tiny": str(tiny_model_path)},
-        num_models=2,
-        max_episodes=2,
-        batch_size=4,
-        group_size=2,
-        episode_length=2,
-        max_new_tokens=4,
-        kv_cache_size=200,  # the byte-level tiny tokenizer makes long prompts: keep them short
-        system_prompt="Play.",
-        dtype="float32",
-        learning_rate=1e-2,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        log_dir=str(tmp_path / "runs"),
-        run_name="test",
-        enable_monitoring=False,
-        save_interval=100,
-    )
-    fields.update(overrides)
-    return MultiModelConfig(**fields)
+    return tiny_trainer_config(tiny_model_path, tmp_path, **overrides)
 
 
 def snapshot(trainer: MultiModelTrainer) -> dict[str, dict[str, torch.Tensor]]:
