@@ -28,7 +28,9 @@ async def main() -> dict:
     trainer = MultiModelTrainer(config)
     try:
         results = await trainer.train()
-        print(f"cooperation balance at the end: {results['training_metrics']['train/cooperation_balance']:.2f}")
+        print(
+            f"cooperation balance at the end: {results['training_metrics']['train/cooperation_balance']:.2f}"
+        )
         return results
     finally:
         await trainer.shutdown()

@@ -209,9 +209,7 @@ class SRLParallelEnv(ParallelEnv):
                 typed[agent] = self._fallback_action(agent)
                 invalid[agent] = result.reason or "invalid action"
         raw, terminated, truncated, extra = self._core_step(typed, self._rng)
-        mixed = mix_rewards(
-            raw, self.cooperation_level, self.teams, self.competition_intensity
-        )
+        mixed = mix_rewards(raw, self.cooperation_level, self.teams, self.competition_intensity)
         rewards, infos = {}, {}
         for agent in self.agents:
             penalty = self.format_penalty if agent in invalid else 0.0
@@ -253,5 +251,7 @@ class SRLParallelEnv(ParallelEnv):
             if self.action_mode == "text":
                 return self._parse_action(agent, truncate_for_parsing(action))
             return self._decode_action(agent, action)
-        except Exception as exc:  # an action object that cannot even be read is invalid, never fatal
+        except (
+            Exception
+        ) as exc:  # an action object that cannot even be read is invalid, never fatal
             return ParseResult(None, f"unreadable action of type {type(action).__name__}: {exc}")

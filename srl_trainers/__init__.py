@@ -40,6 +40,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'srl_trainers' has no attribute {name!r}")
 
+
 __all__ = [
     "ConfigError",
     "MultiModelConfig",
@@ -76,14 +77,18 @@ def create_multimodel_trainer(
     return MultiModelTrainer(config)
 
 
-def create_cooperative_multimodel_trainer(num_models: int = 4, **config_fields: Any) -> MultiModelTrainer:
+def create_cooperative_multimodel_trainer(
+    num_models: int = 4, **config_fields: Any
+) -> MultiModelTrainer:
     """Cooperative mode with SYNCHRONIZED updates (gradients averaged across the group)."""
     config_fields.setdefault("weight_update_strategy", WeightUpdateStrategy.SYNCHRONIZED)
     config_fields.setdefault("cooperation_strength", 0.8)
     return create_multimodel_trainer(num_models, TrainingMode.COOPERATIVE, **config_fields)
 
 
-def create_competitive_multimodel_trainer(num_models: int = 4, **config_fields: Any) -> MultiModelTrainer:
+def create_competitive_multimodel_trainer(
+    num_models: int = 4, **config_fields: Any
+) -> MultiModelTrainer:
     """Competitive mode with SELECTIVE updates (only the top performers step)."""
     config_fields.setdefault("weight_update_strategy", WeightUpdateStrategy.SELECTIVE)
     config_fields.setdefault("competition_intensity", 0.7)

@@ -141,9 +141,7 @@ class MultiModelConfig:
     # --------------------------------------------------------------- operations (Core SRL)
     checkpoint_dir: str = _help("Where checkpoints go.", default="./checkpoints/multimodel")
     save_interval: int = _help("Training episodes between checkpoints.", default=10)
-    max_checkpoints: int = _help(
-        "How many checkpoints to keep (newest); -1 keeps all.", default=10
-    )
+    max_checkpoints: int = _help("How many checkpoints to keep (newest); -1 keeps all.", default=10)
     enable_monitoring: bool = _help(
         "Write TensorBoard events and a JSONL metrics file, and show the console view.",
         default=True,
@@ -175,7 +173,9 @@ class MultiModelConfig:
         default=4,
     )
     loss_type: str = _help("GRPO loss normalisation: grpo | dr_grpo | dapo | bnpo.", default="dapo")
-    scale_rewards: bool = _help("GRPO: divide group-relative advantages by the group std.", default=True)
+    scale_rewards: bool = _help(
+        "GRPO: divide group-relative advantages by the group std.", default=True
+    )
     beta: float = _help(
         "KL coefficient to the reference (the base, adapter disabled); 0 skips the reference "
         "forward pass, as TRL's default does.",
@@ -183,7 +183,9 @@ class MultiModelConfig:
     )
     epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2)
     epsilon_high: float | None = _help("Upper clip range (default: epsilon).", default=None)
-    num_iterations: int = _help("Optimisation epochs over each batch (GRPO mu, PPO epochs).", default=1)
+    num_iterations: int = _help(
+        "Optimisation epochs over each batch (GRPO mu, PPO epochs).", default=1
+    )
     max_grad_norm: float = _help("Gradient clipping norm per adapter (0 disables).", default=1.0)
     gamma: float = _help("PPO: discount over an agent's turns.", default=1.0)
     gae_lambda: float = _help("PPO: GAE lambda.", default=0.95)
@@ -222,7 +224,9 @@ class MultiModelConfig:
         default=None,
     )
     api_concurrency: int = _help("API requests in flight at once, per API policy.", default=8)
-    api_timeout: float = _help("Seconds an API request may take before it is retried.", default=30.0)
+    api_timeout: float = _help(
+        "Seconds an API request may take before it is retried.", default=30.0
+    )
     api_max_retries: int = _help(
         "Retries of an API request after a 429, 5xx, timeout or connection error; a request "
         "that still fails is an invalid action, counted in api/<policy>/failures.",
@@ -284,7 +288,11 @@ class MultiModelConfig:
         _int("episode_length", self.episode_length, 1, 1000)
         if isinstance(self.update_frequency, list | tuple):
             if len(self.update_frequency) != self.num_models:
-                _fail("update_frequency", self.update_frequency, f"one int, or {self.num_models} ints (one per slot)")
+                _fail(
+                    "update_frequency",
+                    self.update_frequency,
+                    f"one int, or {self.num_models} ints (one per slot)",
+                )
             for f in self.update_frequency:
                 _int("update_frequency", f, 1)
             self.update_frequency = [int(f) for f in self.update_frequency]
@@ -298,13 +306,25 @@ class MultiModelConfig:
         _int("num_gpus", self.num_gpus, 0)
         _int("kv_cache_size", self.kv_cache_size, 2)
         if self.kv_cache_size <= self.max_new_tokens:
-            _fail("kv_cache_size", self.kv_cache_size, f"more than max_new_tokens ({self.max_new_tokens})")
+            _fail(
+                "kv_cache_size",
+                self.kv_cache_size,
+                f"more than max_new_tokens ({self.max_new_tokens})",
+            )
         if self.enable_verl:
-            _fail("enable_verl", True, "False: VERL integration is not built in srl; use "
-                  "generation_backend='vllm' for GPU generation")
+            _fail(
+                "enable_verl",
+                True,
+                "False: VERL integration is not built in srl; use "
+                "generation_backend='vllm' for GPU generation",
+            )
         if self.enable_areal:
-            _fail("enable_areal", True, "False: AReaL integration is not built in srl; use "
-                  "generation_backend='vllm' for GPU generation")
+            _fail(
+                "enable_areal",
+                True,
+                "False: AReaL integration is not built in srl; use "
+                "generation_backend='vllm' for GPU generation",
+            )
         _int("save_interval", self.save_interval, 1)
         if self.max_checkpoints != -1:
             _int("max_checkpoints", self.max_checkpoints, 1)
@@ -313,11 +333,19 @@ class MultiModelConfig:
         if not isinstance(self.env_kwargs, dict):
             _fail("env_kwargs", self.env_kwargs, "a mapping of env constructor arguments")
         if self.policy_mapping is not None and not isinstance(self.policy_mapping, dict):
-            _fail("policy_mapping", self.policy_mapping, "None or a mapping agent -> slot id or 'bot:<name>'")
+            _fail(
+                "policy_mapping",
+                self.policy_mapping,
+                "None or a mapping agent -> slot id or 'bot:<name>'",
+            )
         _choice("algorithm", self.algorithm, ALGORITHMS)
         _int("group_size", self.group_size, 1)
         if self.algorithm == "grpo" and self.group_size < 2:
-            _fail("group_size", self.group_size, ">= 2 for GRPO (advantages are relative within a group)")
+            _fail(
+                "group_size",
+                self.group_size,
+                ">= 2 for GRPO (advantages are relative within a group)",
+            )
         _choice("loss_type", self.loss_type, LOSS_TYPES)
         _float("beta", self.beta, 0.0)
         _float("epsilon", self.epsilon, 0.0, 1.0, low_open=True)
@@ -333,16 +361,26 @@ class MultiModelConfig:
         _int("lora_alpha", self.lora_alpha, 1)
         _float("lora_dropout", self.lora_dropout, 0.0, 1.0)
         if not self.lora_target_modules:
-            _fail("lora_target_modules", self.lora_target_modules, "a non-empty list of module names")
+            _fail(
+                "lora_target_modules", self.lora_target_modules, "a non-empty list of module names"
+            )
         _choice("dtype", self.dtype, DTYPES)
         _choice("device", self.device, DEVICES)
         _int("max_new_tokens", self.max_new_tokens, 1, 4096)
         _float("temperature", self.temperature, 0.0, 10.0, low_open=True)
         _float("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("generation_backend", self.generation_backend, BACKENDS)
-        if self.api_base_url is not None and not str(self.api_base_url).startswith(("http://", "https://")):
-            _fail("api_base_url", self.api_base_url, "None or an http(s) URL, e.g. 'http://127.0.0.1:8001/v1'")
-        if self.api_key_env is not None and (not isinstance(self.api_key_env, str) or not self.api_key_env):
+        if self.api_base_url is not None and not str(self.api_base_url).startswith(
+            ("http://", "https://")
+        ):
+            _fail(
+                "api_base_url",
+                self.api_base_url,
+                "None or an http(s) URL, e.g. 'http://127.0.0.1:8001/v1'",
+            )
+        if self.api_key_env is not None and (
+            not isinstance(self.api_key_env, str) or not self.api_key_env
+        ):
             _fail("api_key_env", self.api_key_env, "None or the name of an environment variable")
         _int("api_concurrency", self.api_concurrency, 1, 1024)
         _float("api_timeout", self.api_timeout, 0.0, low_open=True)
@@ -395,7 +433,9 @@ class MultiModelConfig:
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise ConfigError(f"unknown config field {key!r}{hint}; valid fields: {', '.join(names)}")
+                raise ConfigError(
+                    f"unknown config field {key!r}{hint}; valid fields: {', '.join(names)}"
+                )
         return cls(**data)
 
     @classmethod
@@ -443,10 +483,21 @@ def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
         _fail(name, value, rng)
 
 
-def _float(name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False) -> None:
+def _float(
+    name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
+) -> None:
     lo = "(" if low_open else "["
-    rng = f"a number in {lo}{low}, {high}]" if high is not None else f"a number {'>' if low_open else '>='} {low}"
+    rng = (
+        f"a number in {lo}{low}, {high}]"
+        if high is not None
+        else f"a number {'>' if low_open else '>='} {low}"
+    )
     if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(name, value, rng)
-    if value != value or value < low or (low_open and value == low) or (high is not None and value > high):
+    if (
+        value != value
+        or value < low
+        or (low_open and value == low)
+        or (high is not None and value > high)
+    ):
         _fail(name, value, rng)

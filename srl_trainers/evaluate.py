@@ -346,7 +346,9 @@ def _resolve_checkpoint(
     if (path / METADATA_FILE).is_file():
         manager, cid = CheckpointManager(path.parent), path.name
     elif path.exists() or len(path.parts) > 1:  # a path, not an id
-        raise CheckpointNotFoundError(f"{str(target)!r} is not a checkpoint directory (no {METADATA_FILE})")
+        raise CheckpointNotFoundError(
+            f"{str(target)!r} is not a checkpoint directory (no {METADATA_FILE})"
+        )
     else:
         if checkpoint_dir is None:
             checkpoint_dir = MultiModelConfig.__dataclass_fields__["checkpoint_dir"].default

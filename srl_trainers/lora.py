@@ -213,8 +213,12 @@ def _check_plain_lora(model: nn.Module, adapters: Sequence[str]) -> None:
             continue
         for a in adapters:
             if a in module.lora_embedding_A:
-                raise ValueError(f"{name}: embedding LoRA of {a!r} cannot be mixed; use plain LoRA on linear layers")
+                raise ValueError(
+                    f"{name}: embedding LoRA of {a!r} cannot be mixed; use plain LoRA on linear layers"
+                )
             if a in module.lora_variant or module.lora_bias.get(a, False):
-                raise ValueError(f"{name}: {a!r} is not plain LoRA (DoRA/variant/bias), which the federated mix needs")
+                raise ValueError(
+                    f"{name}: {a!r} is not plain LoRA (DoRA/variant/bias), which the federated mix needs"
+                )
             if a in module.merged_adapters:
                 raise ValueError(f"{name}: {a!r} is merged into the base weights; unmerge first")

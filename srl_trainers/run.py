@@ -60,19 +60,29 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a population of LLM policies (LoRA adapters) on an srl environment.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of MultiModelConfig fields")
+    parser.add_argument(
+        "--config", metavar="FILE.yaml", help="YAML file of MultiModelConfig fields"
+    )
     for key, (flag, name, choices) in NAMED.items():
-        parser.add_argument(flag, dest=key, choices=choices, default=None, help=_field_help(fields[name]))
-    parser.add_argument("--num-models", type=int, metavar="N", help=_field_help(fields["num_models"]))
+        parser.add_argument(
+            flag, dest=key, choices=choices, default=None, help=_field_help(fields[name])
+        )
+    parser.add_argument(
+        "--num-models", type=int, metavar="N", help=_field_help(fields["num_models"])
+    )
     parser.add_argument(
         "--model",
         metavar="NAME_OR_PATH",
         help=f"one model for every slot: a model type ({', '.join(DEFAULT_MODEL_NAMES)}) or a "
         "local HF checkpoint directory (default: smollm2, the embedded SmolLM2-135M-Instruct)",
     )
-    parser.add_argument("--max-episodes", type=int, metavar="N", help=_field_help(fields["max_episodes"]))
+    parser.add_argument(
+        "--max-episodes", type=int, metavar="N", help=_field_help(fields["max_episodes"])
+    )
     parser.add_argument("--seed", type=int, metavar="N", help=_field_help(fields["seed"]))
-    parser.add_argument("--checkpoint-dir", metavar="DIR", help=_field_help(fields["checkpoint_dir"]))
+    parser.add_argument(
+        "--checkpoint-dir", metavar="DIR", help=_field_help(fields["checkpoint_dir"])
+    )
     parser.add_argument("--log-dir", metavar="DIR", help=_field_help(fields["log_dir"]))
     parser.add_argument(
         "--resume",
@@ -81,14 +91,19 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT_ID|latest",
         help="continue from a checkpoint in --checkpoint-dir (no value: the latest)",
     )
-    other = parser.add_argument_group("other config fields (--field-name VALUE; lists and "
-                                      "mappings as YAML, e.g. --env-kwargs '{team_size: 2}')")
+    other = parser.add_argument_group(
+        "other config fields (--field-name VALUE; lists and "
+        "mappings as YAML, e.g. --env-kwargs '{team_size: 2}')"
+    )
     taken = {v[1] for v in NAMED.values()} | RENAMED_FIELDS
     for name, f in fields.items():
         if name in taken:
             continue
         other.add_argument(
-            f"--{name.replace('_', '-')}", dest=f"field__{name}", metavar="VALUE", help=_field_help(f)
+            f"--{name.replace('_', '-')}",
+            dest=f"field__{name}",
+            metavar="VALUE",
+            help=_field_help(f),
         )
     return parser
 
@@ -101,7 +116,9 @@ def _coerce(name: str, raw: str) -> Any:
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--{name.replace('_', '-')} {raw!r} is not a valid value: {exc}") from None
+        raise ConfigError(
+            f"--{name.replace('_', '-')} {raw!r} is not a valid value: {exc}"
+        ) from None
 
 
 def build_config(args: argparse.Namespace) -> MultiModelConfig:
@@ -142,7 +159,9 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
         f"{results['training_time']:.0f} s (recent-window averages)\n{header}\n" + "\n".join(rows)
     )
     if results.get("log_dir"):
-        print(f"logs:        {results['log_dir']}  (tensorboard --logdir {Path(results['log_dir']).parent})")
+        print(
+            f"logs:        {results['log_dir']}  (tensorboard --logdir {Path(results['log_dir']).parent})"
+        )
     last = results["checkpoints_saved"][-1] if results["checkpoints_saved"] else None
     if last:
         print(f"checkpoint:  {Path(results['checkpoint_dir']) / last}")
@@ -163,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer.setup()
         if args.resume:
             trainer.load_checkpoint(args.resume)
-            print(f"srl: resumed from {args.resume} at episode {trainer.current_episode}", flush=True)
+            print(
+                f"srl: resumed from {args.resume} at episode {trainer.current_episode}", flush=True
+            )
     except (ConfigError, ModelUnavailableError, FileNotFoundError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     install_sigint_handler(trainer)

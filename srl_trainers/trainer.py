@@ -64,7 +64,9 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 # Game figures averaged into env/<name> and model/<policy>/<name> metrics (when a game
 # reports them in infos): commons harvests and stock, team battle fields and margin.
-GAME_FIGURES = frozenset({"harvest", "group_harvest", "stock", "fields_won", "fields_lost", "margin"})
+GAME_FIGURES = frozenset(
+    {"harvest", "group_harvest", "stock", "fields_won", "fields_lost", "margin"}
+)
 # Training env seeds live below 2**31; evaluation seeds start at EVAL_SEED_OFFSET, so the two
 # never overlap.
 EVAL_SEED_OFFSET = 2**40
@@ -255,7 +257,9 @@ class MultiModelTrainer:
             p: {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
             for p in self.policies
         }
-        self.checkpoints = CheckpointManager(cfg.checkpoint_dir, max_checkpoints=cfg.max_checkpoints)
+        self.checkpoints = CheckpointManager(
+            cfg.checkpoint_dir, max_checkpoints=cfg.max_checkpoints
+        )
         self._built = True
         self._print_mapping()
 
@@ -315,7 +319,10 @@ class MultiModelTrainer:
         for slot, mtype in zip(cfg.slot_ids(), cfg.slot_model_types()):
             if mtype in API_MODEL_TYPES:
                 policy = APIPolicy.from_config(
-                    slot, mtype, names[mtype], cfg,
+                    slot,
+                    mtype,
+                    names[mtype],
+                    cfg,
                     agents=[a for a, p in self.policy_mapping.items() if p == slot],
                 )
                 policy.validate()  # a missing key or URL fails here, before any model loads
@@ -323,7 +330,10 @@ class MultiModelTrainer:
                 continue
             checkpoint = resolve_checkpoint(names[mtype])
             self.policies[slot] = LoRAPolicy(
-                slot, mtype, names[mtype], checkpoint=checkpoint,
+                slot,
+                mtype,
+                names[mtype],
+                checkpoint=checkpoint,
                 agents=[a for a, p in self.policy_mapping.items() if p == slot],
             )
             self.groups[checkpoint].append(slot)
@@ -333,14 +343,24 @@ class MultiModelTrainer:
         for agent, target in self.policy_mapping.items():
             if target == "base":
                 self.policy_mapping[agent] = "frozen_base"
-                self.policies.setdefault("frozen_base", LoRAPolicy(
-                    "frozen_base", first.model_type, f"{first.model_name} (base, no adapter)",
-                    checkpoint=first.checkpoint, trainable=False,
-                ))
+                self.policies.setdefault(
+                    "frozen_base",
+                    LoRAPolicy(
+                        "frozen_base",
+                        first.model_type,
+                        f"{first.model_name} (base, no adapter)",
+                        checkpoint=first.checkpoint,
+                        trainable=False,
+                    ),
+                )
                 self.policies["frozen_base"].agents.append(agent)
             elif target.startswith("bot:"):
                 name = target[4:]
-                if bot_env.bots and name not in bot_env.bots and not hasattr(self.environment.make(), "base_id"):
+                if (
+                    bot_env.bots
+                    and name not in bot_env.bots
+                    and not hasattr(self.environment.make(), "base_id")
+                ):
                     raise ConfigError(
                         f"MultiModelConfig.opponent_policy/policy_mapping: unknown bot {name!r} "
                         f"for {bot_env.id}; use one of {sorted(bot_env.bots)}"
@@ -354,7 +374,9 @@ class MultiModelTrainer:
         self.value_heads: dict[str, ValueHead] = {}
         self.pool_of: dict[str, ModelPool] = {}
         for checkpoint, slots in self.groups.items():
-            pool = ModelPool(checkpoint, dtype=cfg.dtype, device=cfg.device, kv_cache_size=cfg.kv_cache_size)
+            pool = ModelPool(
+                checkpoint, dtype=cfg.dtype, device=cfg.device, kv_cache_size=cfg.kv_cache_size
+            )
             self.pools[checkpoint] = pool
             strategy = make_strategy(cfg, slots)
             self.strategies[checkpoint] = strategy
@@ -372,7 +394,9 @@ class MultiModelTrainer:
                 from srl_trainers.vllm_backend import VLLMGenerationBackend
 
                 self.backends[checkpoint] = VLLMGenerationBackend.from_pool(pool)
-                self.backends[checkpoint].push_from_pool(pool, slots, self._adapter_push_dir / Path(checkpoint).name)
+                self.backends[checkpoint].push_from_pool(
+                    pool, slots, self._adapter_push_dir / Path(checkpoint).name
+                )
             for slot in slots:
                 params = strategy.trainable_parameters(pool.model, slot)
                 trainable = {id(p) for p in params}
@@ -388,16 +412,19 @@ class MultiModelTrainer:
         """E env copies: enough for ``batch_size`` samples per slot per episode, in whole
         GRPO groups."""
         cfg = self.config
-        per_copy = min(
-            (len(p.agents) for p in self.policies.values() if p.trainable), default=1
-        ) * cfg.episode_length
+        per_copy = (
+            min((len(p.agents) for p in self.policies.values() if p.trainable), default=1)
+            * cfg.episode_length
+        )
         g = cfg.group_size if cfg.algorithm == "grpo" else 1
         return g * max(1, math.ceil(cfg.batch_size / (per_copy * g)))
 
     def _print_mapping(self) -> None:
-        lines = [f"srl: env {self.environment.env_id}, {self.num_copies} copies, "
-                 f"{self.config.algorithm.upper()}, {self.config.weight_update_strategy.value}, "
-                 f"{self.config.training_mode.value}"]
+        lines = [
+            f"srl: env {self.environment.env_id}, {self.num_copies} copies, "
+            f"{self.config.algorithm.upper()}, {self.config.weight_update_strategy.value}, "
+            f"{self.config.training_mode.value}"
+        ]
         for agent in self.agents:
             lines.append(f"  {agent:>10} <- {self.policies[self.policy_mapping[agent]].describe()}")
         print("\n".join(lines), flush=True)
@@ -425,10 +452,14 @@ class MultiModelTrainer:
                     if (episode + 1) % cfg.log_metrics_interval == 0:
                         monitor.log(results["metrics"], step=episode + 1)
                     monitor.update_progress(episode + 1, self._progress_summary())
-                if (episode + 1) % cfg.save_interval == 0 or self.current_episode >= cfg.max_episodes:
+                if (
+                    episode + 1
+                ) % cfg.save_interval == 0 or self.current_episode >= cfg.max_episodes:
                     self.save_checkpoint()
-            if self._stop_requested and (not self.checkpoints_saved or
-                                         self.checkpoints_saved[-1] != checkpoint_id_for(self.current_episode)):
+            if self._stop_requested and (
+                not self.checkpoints_saved
+                or self.checkpoints_saved[-1] != checkpoint_id_for(self.current_episode)
+            ):
                 self.save_checkpoint()
         finally:
             self.is_training = False
@@ -475,7 +506,12 @@ class MultiModelTrainer:
         return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
 
     async def _rollout(
-        self, episode: int, coop: float, comp: float, *, evaluation: bool = False,
+        self,
+        episode: int,
+        coop: float,
+        comp: float,
+        *,
+        evaluation: bool = False,
         temperature: float | None = None,
     ) -> RolloutResult:
         """Play every env copy to the end. Training: GRPO groups share a seed. Evaluation:
@@ -484,11 +520,16 @@ class MultiModelTrainer:
         cfg = self.config
         g = cfg.group_size if cfg.algorithm == "grpo" and not evaluation else 1
         seeds = [
-            EVAL_SEED_OFFSET + episode * self.num_copies + c if evaluation else self.env_seed(episode, c // g)
+            EVAL_SEED_OFFSET + episode * self.num_copies + c
+            if evaluation
+            else self.env_seed(episode, c // g)
             for c in range(self.num_copies)
         ]
         temperature = cfg.temperature if temperature is None else temperature
-        sampling = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else 1.0}
+        sampling = {
+            "do_sample": temperature > 0,
+            "temperature": temperature if temperature > 0 else 1.0,
+        }
         observations = []
         for env, seed in zip(self.envs, seeds):
             if not hasattr(env, "base_id"):  # the staged curriculum owns its cooperation level
@@ -519,7 +560,9 @@ class MultiModelTrainer:
                 for agent in self.envs[copy].agents:
                     policy = self.policies[self.policy_mapping[agent]]
                     if isinstance(policy, LoRAPolicy):
-                        adapter = policy.policy_id if policy.trainable else None  # None: frozen base
+                        adapter = (
+                            policy.policy_id if policy.trainable else None
+                        )  # None: frozen base
                         requests[policy.checkpoint].append((copy, agent, adapter))
                     elif isinstance(policy, APIPolicy):
                         api_requests[policy.policy_id].append((copy, agent))
@@ -527,20 +570,33 @@ class MultiModelTrainer:
                         actions[copy][agent] = policy.act(copy, observations[copy][agent])
             # --- one mixed-adapter generate call per base model
             t0 = time.time()
-            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx + 7 * evaluation) % (2**31 - 1)
+            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx + 7 * evaluation) % (
+                2**31 - 1
+            )
             jobs = []
             for checkpoint, reqs in requests.items():
                 pool = self.pools[checkpoint]
                 prompts = pool.format_prompts(
-                    [observations[c][a] for c, a, _ in reqs], self._system_prompt(),
+                    [observations[c][a] for c, a, _ in reqs],
+                    self._system_prompt(),
                     max_new_tokens=cfg.max_new_tokens,
                 )
-                generate = self.backends[checkpoint].generate if checkpoint in self.backends else pool.generate
-                jobs.append(asyncio.to_thread(
-                    generate, prompts, [s for _, _, s in reqs],
-                    max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
-                    generator_seed=gen_seed, **sampling,
-                ))
+                generate = (
+                    self.backends[checkpoint].generate
+                    if checkpoint in self.backends
+                    else pool.generate
+                )
+                jobs.append(
+                    asyncio.to_thread(
+                        generate,
+                        prompts,
+                        [s for _, _, s in reqs],
+                        max_new_tokens=cfg.max_new_tokens,
+                        top_p=cfg.top_p,
+                        generator_seed=gen_seed,
+                        **sampling,
+                    )
+                )
             # API policies answer concurrently with the local generate calls
             api_jobs = [
                 self.policies[pid].act_batch(
@@ -563,9 +619,15 @@ class MultiModelTrainer:
                     if slot is None:
                         continue
                     pending[(copy, agent)] = Turn(
-                        slot=slot, episode=episode, copy=copy, group=copy // g, agent=agent,
-                        round=round_idx, prompt_ids=gen.prompt_ids,
-                        completion_ids=gen.completion_ids, gen_logprobs=gen.logprobs,
+                        slot=slot,
+                        episode=episode,
+                        copy=copy,
+                        group=copy // g,
+                        agent=agent,
+                        round=round_idx,
+                        prompt_ids=gen.prompt_ids,
+                        completion_ids=gen.completion_ids,
+                        gen_logprobs=gen.logprobs,
                         text=gen.text,
                     )
             # --- step every live copy
@@ -584,10 +646,15 @@ class MultiModelTrainer:
                         turn.invalid = bool(info["invalid_action"])
                         turn.done = bool(terms[agent] or truncs[agent])
                         context = {
-                            "agent": agent, "policy_id": turn.slot, "round": round_idx,
-                            "observation": observations[copy][agent], "action": info["action"],
-                            "invalid": turn.invalid, "env_reward": r,
-                            "raw_score": info["raw_score"], "info": info,
+                            "agent": agent,
+                            "policy_id": turn.slot,
+                            "round": round_idx,
+                            "observation": observations[copy][agent],
+                            "action": info["action"],
+                            "invalid": turn.invalid,
+                            "env_reward": r,
+                            "raw_score": info["raw_score"],
+                            "info": info,
                         }
                         r = self.environment.custom_reward(turn.text, context, r)
                         turn.reward = r
@@ -601,7 +668,9 @@ class MultiModelTrainer:
                 observations[copy] = obs
                 live[copy] = bool(env.agents)
                 if not live[copy] and "collapsed" in next(iter(infos.values()), {}):
-                    env_metrics["survival_rate"].append(float(not next(iter(infos.values()))["collapsed"]))
+                    env_metrics["survival_rate"].append(
+                        float(not next(iter(infos.values()))["collapsed"])
+                    )
             round_idx += 1
         return RolloutResult(
             turns=turns,
@@ -615,7 +684,11 @@ class MultiModelTrainer:
         )
 
     def _system_prompt(self) -> str:
-        return self.config.system_prompt if self.config.system_prompt is not None else DEFAULT_SYSTEM_PROMPT
+        return (
+            self.config.system_prompt
+            if self.config.system_prompt is not None
+            else DEFAULT_SYSTEM_PROMPT
+        )
 
     # ================================================================= returns and advantages
     @staticmethod
@@ -638,7 +711,9 @@ class MultiModelTrainer:
             returns, torch.tensor(ids, dtype=torch.long), scale_by_std=self.config.scale_rewards
         )
 
-    def _ppo_advantages(self, samples: list[Turn], values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _ppo_advantages(
+        self, samples: list[Turn], values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
         adv = torch.zeros(len(samples))
         ret = torch.zeros(len(samples))
@@ -648,8 +723,10 @@ class MultiModelTrainer:
         for idx in by_traj.values():
             idx.sort(key=lambda i: samples[i].round)
             a, r = compute_gae(
-                [samples[i].reward for i in idx], [float(values[i]) for i in idx],
-                gamma=cfg.gamma, lam=cfg.gae_lambda,
+                [samples[i].reward for i in idx],
+                [float(values[i]) for i in idx],
+                gamma=cfg.gamma,
+                lam=cfg.gae_lambda,
             )
             adv[idx] = torch.as_tensor(a, dtype=torch.float32)
             ret[idx] = torch.as_tensor(r, dtype=torch.float32)
@@ -671,16 +748,26 @@ class MultiModelTrainer:
                         metrics[f"model/{slot}/{k}"] = v
                 strategy.before_optimizer_step(pool.model, stepping)
                 for slot in stepping:
-                    params = [p for group in self.optimizers[slot].param_groups for p in group["params"]]
+                    params = [
+                        p for group in self.optimizers[slot].param_groups for p in group["params"]
+                    ]
                     if self.config.max_grad_norm > 0:
                         norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
                         metrics[f"model/{slot}/grad_norm"] = float(norm)
                     self.optimizers[slot].step()
                     self.optimizers[slot].zero_grad(set_to_none=True)
             strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
-            if checkpoint in self.backends:  # vLLM serves copies of the adapters: push the new weights
-                changed = slots if self.config.weight_update_strategy is WeightUpdateStrategy.FEDERATED else stepping
-                self.backends[checkpoint].push_from_pool(pool, changed, self._adapter_push_dir / Path(checkpoint).name)
+            if (
+                checkpoint in self.backends
+            ):  # vLLM serves copies of the adapters: push the new weights
+                changed = (
+                    slots
+                    if self.config.weight_update_strategy is WeightUpdateStrategy.FEDERATED
+                    else stepping
+                )
+                self.backends[checkpoint].push_from_pool(
+                    pool, changed, self._adapter_push_dir / Path(checkpoint).name
+                )
             for slot in stepping:
                 self._buffers[slot] = []
             for k, v in strategy.metrics().items():
@@ -688,7 +775,9 @@ class MultiModelTrainer:
         # bound the buffers of slots that did not step to their newest update's worth
         slot_ids = self.config.slot_ids()  # API slots are not in self.slots
         for slot in self.slots:
-            cap = self.config.batch_size * self.config.slot_update_frequency(slot_ids.index(slot)) * 2
+            cap = (
+                self.config.batch_size * self.config.slot_update_frequency(slot_ids.index(slot)) * 2
+            )
             if len(self._buffers[slot]) > cap:
                 self._buffers[slot] = self._buffers[slot][-cap:]
         return metrics
@@ -721,10 +810,16 @@ class MultiModelTrainer:
         logps, hiddens = [], []
         for lo in range(0, len(prompts), _MICRO_BATCH):
             out = pool.sequence_logprobs(
-                adapter, prompts[lo : lo + _MICRO_BATCH], completions[lo : lo + _MICRO_BATCH],
-                temperature=self.config.temperature, requires_grad=False, return_hidden=hidden,
+                adapter,
+                prompts[lo : lo + _MICRO_BATCH],
+                completions[lo : lo + _MICRO_BATCH],
+                temperature=self.config.temperature,
+                requires_grad=False,
+                return_hidden=hidden,
             )
-            logps.append(torch.nn.functional.pad(out.logprobs.float(), (0, width - out.logprobs.shape[1])))
+            logps.append(
+                torch.nn.functional.pad(out.logprobs.float(), (0, width - out.logprobs.shape[1]))
+            )
             if hidden:
                 hiddens.append(out.hidden.float())
         logps = torch.cat(logps)
@@ -742,8 +837,13 @@ class MultiModelTrainer:
             sl = slice(lo, lo + _MICRO_BATCH)
             prompts, completions = batch["prompts"][sl], batch["completions"][sl]
             out = pool.sequence_logprobs(
-                slot, prompts, completions, temperature=cfg.temperature, requires_grad=True,
-                return_entropy=True, return_hidden=cfg.algorithm == "ppo",
+                slot,
+                prompts,
+                completions,
+                temperature=cfg.temperature,
+                requires_grad=True,
+                return_entropy=True,
+                return_hidden=cfg.algorithm == "ppo",
             )
             width = out.logprobs.shape[1]
             logps = out.logprobs.float()
@@ -753,22 +853,40 @@ class MultiModelTrainer:
             old = batch["old"][sl, :width] if "old" in batch else None
             if cfg.algorithm == "grpo":
                 loss, m = grpo_loss(
-                    logps, old, ref, batch["advantages"][sl].to(device), mask,
-                    beta=cfg.beta, epsilon_low=cfg.epsilon,
+                    logps,
+                    old,
+                    ref,
+                    batch["advantages"][sl].to(device),
+                    mask,
+                    beta=cfg.beta,
+                    epsilon_low=cfg.epsilon,
                     epsilon_high=cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
-                    loss_type=cfg.loss_type, max_completion_length=cfg.max_new_tokens,
+                    loss_type=cfg.loss_type,
+                    max_completion_length=cfg.max_new_tokens,
                 )
             else:
                 values = self.value_heads[slot](out.hidden.float())
                 loss, m = ppo_loss(
-                    logps, old, batch["advantages"][sl].to(device), mask, values,
-                    batch["old_values"][sl].to(device), batch["returns"][sl].to(device),
-                    clip_range=cfg.epsilon, value_clip=cfg.value_clip, vf_coef=cfg.vf_coef,
-                    ref_per_token_logps=ref, beta=cfg.beta,
+                    logps,
+                    old,
+                    batch["advantages"][sl].to(device),
+                    mask,
+                    values,
+                    batch["old_values"][sl].to(device),
+                    batch["returns"][sl].to(device),
+                    clip_range=cfg.epsilon,
+                    value_clip=cfg.value_clip,
+                    vf_coef=cfg.vf_coef,
+                    ref_per_token_logps=ref,
+                    beta=cfg.beta,
                 )
             token_share = float(mask.sum()) / max(total_tokens, 1)
             seq_share = len(completions) / n
-            weight = token_share if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo") else seq_share
+            weight = (
+                token_share
+                if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo")
+                else seq_share
+            )
             (loss * weight).backward()
             sums["loss"] += float(loss.detach()) * weight
             for k, v in m.items():
@@ -782,7 +900,10 @@ class MultiModelTrainer:
 
     # ================================================================= stats and metrics
     def _recent_rewards(self, slots: list[str]) -> dict[str, float]:
-        return {s: float(np.mean([h["reward"] for h in self._history[s]])) if self._history[s] else 0.0 for s in slots}
+        return {
+            s: float(np.mean([h["reward"] for h in self._history[s]])) if self._history[s] else 0.0
+            for s in slots
+        }
 
     def _update_stats(self, rollout: RolloutResult) -> float:
         """Per-policy episode stats; returns the group welfare (mean raw score per agent)."""
@@ -802,13 +923,15 @@ class MultiModelTrainer:
         group_welfare = float(np.mean(welfare))
         for pid, stats in per_policy.items():
             invalid, turns = sum(stats["invalid"]), sum(stats["turns"])
-            self._history[pid].append({
-                "reward": float(np.mean(stats["reward"])),
-                "raw": float(np.mean(stats["raw"])),
-                "win_rate": float(np.mean(stats["win"])),
-                "invalid_rate": invalid / max(turns, 1),
-                "welfare": group_welfare,
-            })
+            self._history[pid].append(
+                {
+                    "reward": float(np.mean(stats["reward"])),
+                    "raw": float(np.mean(stats["raw"])),
+                    "win_rate": float(np.mean(stats["win"])),
+                    "invalid_rate": invalid / max(turns, 1),
+                    "welfare": group_welfare,
+                }
+            )
             totals = self._totals[pid]
             totals["episodes"] += 1
             totals["env_episodes"] += len(stats["win"])
@@ -822,8 +945,11 @@ class MultiModelTrainer:
             "train/cooperation_balance": coop,
             "train/competition_intensity": comp,
             "env/group_welfare": welfare,
-            "env/invalid_rate": float(np.mean([t.invalid for t in rollout.turns])) if rollout.turns else 0.0,
-            "perf/tokens_per_second": rollout.tokens_generated / max(rollout.generation_seconds, 1e-9),
+            "env/invalid_rate": float(np.mean([t.invalid for t in rollout.turns]))
+            if rollout.turns
+            else 0.0,
+            "perf/tokens_per_second": rollout.tokens_generated
+            / max(rollout.generation_seconds, 1e-9),
             "perf/generated_tokens": float(rollout.tokens_generated),
         }
         for key, value in rollout.env_metrics.items():
@@ -927,9 +1053,14 @@ class MultiModelTrainer:
         def write(directory: Path) -> None:
             for slot in self.slots:
                 self.pool_of[slot].save_adapter(slot, directory / "adapters" / slot)
-            torch.save({s: o.state_dict() for s, o in self.optimizers.items()}, directory / "optimizers.pt")
+            torch.save(
+                {s: o.state_dict() for s, o in self.optimizers.items()}, directory / "optimizers.pt"
+            )
             if self.value_heads:
-                torch.save({s: h.state_dict() for s, h in self.value_heads.items()}, directory / "value_heads.pt")
+                torch.save(
+                    {s: h.state_dict() for s, h in self.value_heads.items()},
+                    directory / "value_heads.pt",
+                )
             torch.save(self._trainer_state(), directory / "trainer_state.pt")
             torch.save(capture_rng_state(), directory / "rng.pt")
 
@@ -959,7 +1090,9 @@ class MultiModelTrainer:
             "curricula": [env.state_dict() for env in self.envs if hasattr(env, "state_dict")],
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "checkpoints_saved": list(self.checkpoints_saved),
-            "api": {p: x.state_dict() for p, x in self.policies.items() if isinstance(x, APIPolicy)},
+            "api": {
+                p: x.state_dict() for p, x in self.policies.items() if isinstance(x, APIPolicy)
+            },
         }
 
     def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
@@ -975,8 +1108,11 @@ class MultiModelTrainer:
         for slot in self.slots:
             self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
         for checkpoint, backend in self.backends.items():
-            backend.push_from_pool(self.pools[checkpoint], self.groups[checkpoint],
-                                   self._adapter_push_dir / Path(checkpoint).name)
+            backend.push_from_pool(
+                self.pools[checkpoint],
+                self.groups[checkpoint],
+                self._adapter_push_dir / Path(checkpoint).name,
+            )
         optim = torch.load(path / "optimizers.pt", weights_only=False)
         for slot, opt in self.optimizers.items():
             opt.load_state_dict(optim[slot])
@@ -990,7 +1126,9 @@ class MultiModelTrainer:
         for k, s in self.strategies.items():
             s.load_state_dict(state["strategies"][Path(k).name])
         self.modes.load_state_dict(state["modes"])
-        self._history = {k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()}
+        self._history = {
+            k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()
+        }
         self._totals = state["totals"]
         self._buffers = state["buffers"]
         curricula = [env for env in self.envs if hasattr(env, "load_state_dict")]
@@ -1038,7 +1176,8 @@ def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool
         team_total[teams[agent]].append(score)
     means = {t: float(np.mean(v)) for t, v in team_total.items()}
     return {
-        a: means[teams[a]] > float(np.mean([m for t, m in means.items() if t != teams[a]] or [np.inf])) + 1e-9
+        a: means[teams[a]]
+        > float(np.mean([m for t, m in means.items() if t != teams[a]] or [np.inf])) + 1e-9
         for a in raw
     }
 
@@ -1049,7 +1188,10 @@ def install_sigint_handler(trainer: MultiModelTrainer) -> None:
     def handler(signum, frame):
         if trainer._stop_requested:
             raise KeyboardInterrupt
-        print("\nsrl: stopping after this episode and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+        print(
+            "\nsrl: stopping after this episode and saving a checkpoint (Ctrl-C again to abort)",
+            flush=True,
+        )
         trainer.request_stop()
 
     signal.signal(signal.SIGINT, handler)

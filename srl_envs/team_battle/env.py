@@ -114,7 +114,6 @@ from srl_envs.team_battle.parse import TeamAction, parse_action
 __all__ = ["TeamBattleEnv"]
 
 
-
 class TeamBattleEnv(SRLParallelEnv):
     """Team Colonel Blotto as a PettingZoo ``ParallelEnv`` (see the module docstring)."""
 

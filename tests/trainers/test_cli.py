@@ -19,19 +19,32 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def tiny_args(tiny_model_path, tmp_path, *extra: str) -> list[str]:
     return [
-        "--model", str(tiny_model_path),
-        "--num-models", "2",
-        "--max-episodes", "2",
-        "--checkpoint-dir", str(tmp_path / "ckpt"),
-        "--log-dir", str(tmp_path / "runs"),
-        "--batch-size", "4",
-        "--group-size", "2",
-        "--episode-length", "2",
-        "--max-new-tokens", "4",
-        "--kv-cache-size", "200",
-        "--system-prompt", "Play.",
-        "--dtype", "float32",
-        "--save-interval", "1",
+        "--model",
+        str(tiny_model_path),
+        "--num-models",
+        "2",
+        "--max-episodes",
+        "2",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--batch-size",
+        "4",
+        "--group-size",
+        "2",
+        "--episode-length",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--kv-cache-size",
+        "200",
+        "--system-prompt",
+        "Play.",
+        "--dtype",
+        "float32",
+        "--save-interval",
+        "1",
         *extra,
     ]
 
@@ -41,9 +54,23 @@ def test_help_documents_every_option(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--config", "--env", "--mode", "--strategy", "--algorithm", "--num-models",
-                 "--model", "--max-episodes", "--seed", "--checkpoint-dir", "--log-dir",
-                 "--resume", "--learning-rate", "--group-size", "--lora-rank"):
+    for flag in (
+        "--config",
+        "--env",
+        "--mode",
+        "--strategy",
+        "--algorithm",
+        "--num-models",
+        "--model",
+        "--max-episodes",
+        "--seed",
+        "--checkpoint-dir",
+        "--log-dir",
+        "--resume",
+        "--learning-rate",
+        "--group-size",
+        "--lora-rank",
+    ):
         assert flag in out, flag
     assert "default:" in out
 
@@ -74,8 +101,16 @@ def test_yaml_config_merges_with_overrides(tmp_path):
         "weight_update_strategy: federated\n"
     )
     args = make_parser().parse_args(
-        ["--config", str(cfg_file), "--num-models", "2", "--strategy", "selective",
-         "--lora-target-modules", "[q_proj, v_proj]"]
+        [
+            "--config",
+            str(cfg_file),
+            "--num-models",
+            "2",
+            "--strategy",
+            "selective",
+            "--lora-target-modules",
+            "[q_proj, v_proj]",
+        ]
     )
     config = build_config(args)
     assert config.env == "team_battle" and config.learning_rate == 0.001
@@ -116,8 +151,12 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint(tiny_model_path, tmp_path)
     code = f"import sys; from srl_trainers.run import main; sys.exit(main({argv!r}))"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for delay in (0.0, 0.7, 1.9):
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while time.time() < deadline and not list_available_checkpoints(tmp_path / "ckpt"):
             time.sleep(0.05)

@@ -19,7 +19,10 @@ def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
 
 def snapshot(trainer: MultiModelTrainer) -> dict[str, dict[str, torch.Tensor]]:
     pool = next(iter(trainer.pools.values()))
-    out = {slot: {k: p.detach().clone() for k, p in lora_parameters(pool.model, slot).items()} for slot in trainer.slots}
+    out = {
+        slot: {k: p.detach().clone() for k, p in lora_parameters(pool.model, slot).items()}
+        for slot in trainer.slots
+    }
     out["__base__"] = {
         n: p.detach().clone() for n, p in pool.model.named_parameters() if "lora_" not in n
     }
@@ -34,8 +37,12 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 def test_trainable_adapters_change_base_and_bots_do_not(tiny_model_path, tmp_path, algorithm):
     # 2v2 team battle: the 2 LLM slots play red, the scripted heuristic plays blue
     cfg = tiny_config(
-        tiny_model_path, tmp_path, algorithm=algorithm, env="team_battle",
-        env_kwargs={"team_size": 2}, max_episodes=2,
+        tiny_model_path,
+        tmp_path,
+        algorithm=algorithm,
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        max_episodes=2,
     )
     trainer = MultiModelTrainer(cfg)
     trainer.setup()
@@ -88,7 +95,9 @@ def _episode(trainer: MultiModelTrainer, episode: int) -> dict[str, float]:
 
 
 def test_synchronized_adapters_stay_identical(tiny_model_path, tmp_path):
-    cfg = tiny_config(tiny_model_path, tmp_path, weight_update_strategy="synchronized", num_models=3)
+    cfg = tiny_config(
+        tiny_model_path, tmp_path, weight_update_strategy="synchronized", num_models=3
+    )
     trainer = MultiModelTrainer(cfg)
     trainer.train_sync()
     pool = next(iter(trainer.pools.values()))
@@ -142,15 +151,22 @@ def test_bad_population_configs_name_the_field(tiny_model_path, tmp_path, overri
 def test_hub_model_type_says_how_to_provide_weights(tmp_path):
     from srl_trainers.models import ModelUnavailableError
 
-    trainer = MultiModelTrainer(MultiModelConfig(model_types=["qwen3"], num_models=1, checkpoint_dir=str(tmp_path)))
+    trainer = MultiModelTrainer(
+        MultiModelConfig(model_types=["qwen3"], num_models=1, checkpoint_dir=str(tmp_path))
+    )
     with pytest.raises(ModelUnavailableError, match="model_names"):
         trainer.setup()
 
 
 def test_frozen_base_opponent_plays_but_never_trains(tiny_model_path, tmp_path):
     cfg = tiny_config(
-        tiny_model_path, tmp_path, env="team_battle", env_kwargs={"team_size": 1},
-        num_models=1, opponent_policy="base", max_episodes=1,
+        tiny_model_path,
+        tmp_path,
+        env="team_battle",
+        env_kwargs={"team_size": 1},
+        num_models=1,
+        opponent_policy="base",
+        max_episodes=1,
     )
     trainer = MultiModelTrainer(cfg)
     results = trainer.train_sync()
@@ -174,8 +190,9 @@ def test_vllm_backend_without_vllm_names_the_extra(tiny_model_path, tmp_path):
 
 
 def test_federated_keeps_lora_a_frozen_and_exactly_averages(tiny_model_path, tmp_path):
-    cfg = tiny_config(tiny_model_path, tmp_path, weight_update_strategy="federated",
-                      federated_strength=1.0)
+    cfg = tiny_config(
+        tiny_model_path, tmp_path, weight_update_strategy="federated", federated_strength=1.0
+    )
     trainer = MultiModelTrainer(cfg)
     # random-byte completions of the tiny model are all invalid: give the group some spread
     trainer.environment.reward_function = lambda text, context: float(len(text) % 3)
