@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for strategy in args.strategies:
             name = f"{NAME}_{strategy}_s{seed}"
             config = MultiModelConfig(
-                **fields,
-                weight_update_strategy=strategy,
+                **{**fields, "weight_update_strategy": strategy},
                 seed=seed,
                 run_name=name,
                 log_dir=str(work / "runs"),

@@ -86,13 +86,21 @@ def row(label: str, report) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser(__doc__.splitlines()[0], minutes=20.0, episodes=64).parse_args(argv)
+    parser = make_parser(__doc__.splitlines()[0], minutes=20.0, episodes=64)
+    parser.add_argument(
+        "--opponent",
+        default="heuristic",
+        choices=["heuristic", "concentrate", "random"],
+        help="the scripted team trained against (default heuristic)",
+    )
+    args = parser.parse_args(argv)
     out, work = output_dirs(args)
     from srl_trainers import MultiModelConfig, MultiModelTrainer
     from srl_trainers.evaluate import evaluate
     from srl_trainers.plot import plot_runs
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
+    fields["opponent_policy"] = args.opponent
     if args.quick:
         args.episodes, args.minutes = 2, None
     config = MultiModelConfig(
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     episodes, minutes = results["total_episodes"], results["training_time"] / 60
     table = print_table(
         f"\n{NAME}: team red (4 SmolLM2 LoRA slots, GRPO, synchronized) vs scripted teams "
-        f"(T = evaluation temperature, 0 = greedy); training: {episodes} episodes in {minutes:.1f} min vs heuristic",
+        f"(T = evaluation temperature, 0 = greedy); training: {episodes} episodes in {minutes:.1f} min vs {args.opponent}",
         [
             "evaluation",
             "episodes",
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         key=["model/*/win_rate", "env/invalid_rate", "model/*/reward", "model/*/fields_won"],
         out_png=out / f"{NAME}.png",
         smooth=5,
-        title=f"{NAME}: training curves vs heuristic",
+        title=f"{NAME}: training curves vs {args.opponent}",
     )
     print(f"learning curves: {png}")
     write_json(

@@ -89,6 +89,10 @@ class SRLParallelEnv(ParallelEnv):
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "is_parallelizable": True}
+    #: The keyword a text answer starts with (``"ALLOCATE:"``), or None. Trainers may prefill
+    #: it after the assistant turn marker (``MultiModelConfig.response_prefix="auto"``): small
+    #: models answer in format far more often when the keyword is already written.
+    action_prefix: str | None = None
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,14 @@ class MultiModelConfig:
         "System message before every observation (None: the built-in short instruction).",
         default=None,
     )
+    response_prefix: str | None = _help(
+        "Text every answer of a LoRA policy starts with, written into the prompt right after "
+        "the assistant turn marker (an 'assistant prefill'); the env receives prefix + "
+        "completion. Small models answer in format far more often with the action keyword "
+        "prefilled. 'auto': the env's own keyword (its action_prefix: 'ALLOCATE:' for "
+        "team_battle, 'HARVEST:' for coop_compete and staged over it); None: no prefill.",
+        default="auto",
+    )
     generation_backend: str = _help("hf | vllm.", default="hf")
     # --------------------------------------------------------------- API policies (srl_trainers.api)
     api_base_url: str | None = _help(
@@ -369,6 +378,12 @@ class MultiModelConfig:
         _int("max_new_tokens", self.max_new_tokens, 1, 4096)
         _float("temperature", self.temperature, 0.0, 10.0, low_open=True)
         _float("top_p", self.top_p, 0.0, 1.0, low_open=True)
+        if self.response_prefix is not None and not isinstance(self.response_prefix, str):
+            _fail(
+                "response_prefix",
+                self.response_prefix,
+                "None, 'auto' or a string such as 'ALLOCATE:'",
+            )
         _choice("generation_backend", self.generation_backend, BACKENDS)
         if self.api_base_url is not None and not str(self.api_base_url).startswith(
             ("http://", "https://")
@@ -447,12 +462,36 @@ class MultiModelConfig:
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = load_yaml(p.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of field: value")
         return cls.from_dict({**data, **overrides})
+
+
+# ---------------------------------------------------------------------- YAML
+# YAML 1.1 (PyYAML's safe_load) reads "1e-3" as the string '1e-3': a learning rate written
+# the usual way would fail validation. This resolver reads floats the YAML 1.2 way.
+_YAML12_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-3`` is 0.001, not a string)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+    return yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 # ---------------------------------------------------------------------- validators

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from srl_trainers.config import DEFAULT_MODEL_NAMES, ConfigError, MultiModelConfig
+from srl_trainers.config import DEFAULT_MODEL_NAMES, ConfigError, MultiModelConfig, load_yaml
 
 __all__ = ["build_config", "main", "make_parser"]
 
@@ -114,7 +114,7 @@ def _coerce(name: str, raw: str) -> Any:
     if hint is str or hint == (str | None):
         return None if raw.lower() in ("none", "null") else raw
     try:
-        return yaml.safe_load(raw)
+        return load_yaml(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"--{name.replace('_', '-')} {raw!r} is not a valid value: {exc}"

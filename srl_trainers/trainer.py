@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 import srl_envs
+from srl_envs.staged import StagedEnv
 from srl_trainers.algorithms import ValueHead, compute_gae, group_advantages, grpo_loss, ppo_loss
 from srl_trainers.api import APIPolicy
 from srl_trainers.checkpoint import (
@@ -244,6 +245,11 @@ class MultiModelTrainer:
         self.modes = ModeController(cfg)
         self.num_copies = self._num_copies()
         self.envs = [probe] + [self.environment.make() for _ in range(self.num_copies - 1)]
+        prefix = cfg.response_prefix
+        if prefix == "auto":
+            prefix = getattr(probe, "action_prefix", None)
+        self.response_prefix: str = prefix or ""
+        self._prefix_cache: dict[str, list[int]] = {}
         for policy in self.policies.values():
             if isinstance(policy, BotPolicy):
                 policy.bots = [
@@ -576,11 +582,13 @@ class MultiModelTrainer:
             jobs = []
             for checkpoint, reqs in requests.items():
                 pool = self.pools[checkpoint]
+                prefix_ids = self._prefix_ids(pool)
                 prompts = pool.format_prompts(
                     [observations[c][a] for c, a, _ in reqs],
                     self._system_prompt(),
-                    max_new_tokens=cfg.max_new_tokens,
+                    max_new_tokens=cfg.max_new_tokens + len(prefix_ids),
                 )
+                prompts = [p + prefix_ids for p in prompts]  # the assistant prefill, if any
                 generate = (
                     self.backends[checkpoint].generate
                     if checkpoint in self.backends
@@ -614,7 +622,8 @@ class MultiModelTrainer:
             pending: dict[tuple[int, str], Turn] = {}
             for reqs, gens in zip(requests.values(), results):
                 for (copy, agent, slot), gen in zip(reqs, gens):
-                    actions[copy][agent] = gen.text
+                    text = self.response_prefix + gen.text
+                    actions[copy][agent] = text
                     tokens += len(gen.completion_ids)
                     if slot is None:
                         continue
@@ -628,7 +637,7 @@ class MultiModelTrainer:
                         prompt_ids=gen.prompt_ids,
                         completion_ids=gen.completion_ids,
                         gen_logprobs=gen.logprobs,
-                        text=gen.text,
+                        text=text,
                     )
             # --- step every live copy
             for copy in range(E):
@@ -682,6 +691,15 @@ class MultiModelTrainer:
             tokens_generated=tokens,
             generation_seconds=gen_seconds,
         )
+
+    def _prefix_ids(self, pool: ModelPool) -> list[int]:
+        """Token ids of the response prefix (none without one): they end every prompt, so the
+        completion continues the prefilled answer (see ``MultiModelConfig.response_prefix``)."""
+        if pool.checkpoint not in self._prefix_cache:
+            prefix = self.response_prefix
+            ids = pool.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
+            self._prefix_cache[pool.checkpoint] = ids
+        return self._prefix_cache[pool.checkpoint]
 
     def _system_prompt(self) -> str:
         return (
@@ -954,6 +972,10 @@ class MultiModelTrainer:
         }
         for key, value in rollout.env_metrics.items():
             metrics[f"model/{key}" if "/" in key else f"env/{key}"] = value
+        staged = [env for env in self.envs if isinstance(env, StagedEnv)]
+        if staged:  # the stage this episode was played in (mean over copies: gates are per copy)
+            metrics["curriculum/stage"] = float(np.mean([env.stage for env in staged]))
+            metrics["curriculum/warmup"] = float(np.mean([env.warmup for env in staged]))
         for pid in self.policies:
             last = self._history[pid][-1] if self._history[pid] else None
             if last is None:

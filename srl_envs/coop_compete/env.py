@@ -111,6 +111,7 @@ class CoopCompeteEnv(SRLParallelEnv):
         "render_modes": ["ansi"],
         "is_parallelizable": True,
     }
+    action_prefix = "HARVEST:"
 
     def __init__(
         self,

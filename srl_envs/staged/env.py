@@ -299,6 +299,11 @@ class StagedEnv(ParallelEnv):
     def teams(self) -> dict[str, str] | None:
         return self.env.teams
 
+    @property
+    def action_prefix(self) -> str | None:
+        """The base game's answer keyword (the same in every stage)."""
+        return getattr(self.env, "action_prefix", None)
+
     def team_of(self, agent: str) -> str | None:
         return self.env.team_of(agent)
 

@@ -122,6 +122,7 @@ class TeamBattleEnv(SRLParallelEnv):
         "render_modes": ["ansi"],
         "is_parallelizable": True,
     }
+    action_prefix = "ALLOCATE:"
 
     def __init__(
         self,

@@ -174,3 +174,15 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint(tiny_model_path, tmp_path)
     trainer.config.max_episodes = resumed_at + 1
     results = trainer.train_sync()
     assert results["total_episodes"] == resumed_at + 1
+
+
+def test_exponent_floats_parse_on_the_command_line_and_in_yaml(tmp_path):
+    # YAML 1.1 (PyYAML) reads "1e-3" as a string; a float field must still get 0.001
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("learning_rate: 1e-3\n")
+    config = build_config(make_parser().parse_args(["--config", str(cfg_file)]))
+    assert config.learning_rate == pytest.approx(1e-3)
+    args = make_parser().parse_args(["--learning-rate", "5e-4", "--response-prefix", "none"])
+    config = build_config(args)
+    assert config.learning_rate == pytest.approx(5e-4)
+    assert config.response_prefix is None

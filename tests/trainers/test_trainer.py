@@ -211,3 +211,49 @@ def test_federated_keeps_lora_a_frozen_and_exactly_averages(tiny_model_path, tmp
     b_keys = [k for k in after[trainer.slots[0]] if ".lora_B." in k]
     for key in b_keys:
         assert torch.allclose(after[trainer.slots[0]][key], after[trainer.slots[1]][key])
+
+
+@pytest.mark.parametrize(
+    ("env", "env_kwargs", "prefix", "expected"),
+    [
+        ("team_battle", {"team_size": 2}, "auto", "ALLOCATE:"),
+        ("coop_compete", {}, "auto", "HARVEST:"),
+        ("staged", {"base": "coop_compete"}, "auto", "HARVEST:"),
+        ("coop_compete", {}, "I take", "I take"),
+        ("coop_compete", {}, None, ""),
+    ],
+)
+def test_response_prefix_is_prefilled_and_sent_to_the_env(
+    tiny_model_path, tmp_path, env, env_kwargs, prefix, expected
+):
+    import asyncio
+
+    cfg = tiny_config(
+        tiny_model_path,
+        tmp_path,
+        env=env,
+        env_kwargs=env_kwargs,
+        num_models=2,
+        response_prefix=prefix,
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    assert trainer.response_prefix == expected
+    outputs = []
+    trainer.environment.reward_function = lambda text, context: outputs.append(text) or 0.0
+    rollout = asyncio.run(trainer._rollout(0, 0.5, 0.5))
+    pool = next(iter(trainer.pools.values()))
+    prefix_ids = pool.tokenizer.encode(expected, add_special_tokens=False) if expected else []
+    assert rollout.turns and outputs
+    for turn in rollout.turns:
+        # the prefill ends the prompt (so it is context, not a trained completion token) ...
+        assert turn.prompt_ids[len(turn.prompt_ids) - len(prefix_ids) :] == prefix_ids
+        assert turn.text.startswith(expected)
+    # ... and the env reads the whole answer, prefix included
+    llm_outputs = [t for t in outputs if t.startswith(expected)]
+    assert len(llm_outputs) >= len(rollout.turns)
+
+
+def test_response_prefix_must_be_text(tiny_model_path, tmp_path):
+    with pytest.raises(ConfigError, match="response_prefix"):
+        tiny_config(tiny_model_path, tmp_path, response_prefix=5)
