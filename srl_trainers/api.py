@@ -171,25 +171,33 @@ class APIPolicy(Policy):
 
     # ------------------------------------------------------------------ acting
     async def act_batch(
-        self, observations: list[str], system_prompt: str | None
+        self,
+        observations: list[str],
+        system_prompt: str | None,
+        *,
+        temperature: float | None = None,
     ) -> list[APIResult]:
         """One chat completion per observation, concurrently (at most ``concurrency`` in
-        flight); never raises for an API failure."""
+        flight); never raises for an API failure. ``temperature`` overrides the policy's own
+        for these requests (evaluation: 0 is greedy)."""
         if self._api_key is None:
             self.validate()
         self._bind_loop()
+        t = self.temperature if temperature is None else temperature
         return list(
-            await asyncio.gather(*(self._request(obs, system_prompt) for obs in observations))
+            await asyncio.gather(*(self._request(obs, system_prompt, t) for obs in observations))
         )
 
-    async def _request(self, observation: str, system_prompt: str | None) -> APIResult:
+    async def _request(
+        self, observation: str, system_prompt: str | None, temperature: float
+    ) -> APIResult:
         messages = [{"role": "user", "content": observation}]
         if system_prompt is not None:
             messages.insert(0, {"role": "system", "content": system_prompt})
         kwargs: dict[str, Any] = {
             "model": self.model_name,
             "messages": messages,
-            "temperature": self.temperature,
+            "temperature": temperature,
             "top_p": self.top_p,
             # OpenAI's own API prefers max_completion_tokens; others know max_tokens
             ("max_completion_tokens" if self.model_type == "openai" else "max_tokens"): (

@@ -279,6 +279,21 @@ class ModelPool:
         self._adapters.append(name)
         self._refresh_lora_params()
 
+    def remove_adapter(self, name: str) -> None:
+        """Delete adapter ``name`` (PEFT ``delete_adapter``; the last one unwraps the PEFT model
+        back to the plain base model, since PEFT cannot run with no adapter). KeyError for an
+        unknown name."""
+        if name not in self._adapters:
+            raise KeyError(f"no adapter {name!r} in this pool; adapters: {self.adapter_names}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Adapter x was active which is now deleted..."
+            if self._adapters == [name]:
+                self.model = self.model.unload()
+            else:
+                self.model.delete_adapter(name)
+        self._adapters.remove(name)
+        self._refresh_lora_params()
+
     def freeze(self, params: Sequence[nn.Parameter]) -> None:
         """Keep these LoRA parameters frozen from now on (the federated strategy freezes A);
         every other LoRA parameter keeps requiring grad across adapter switches."""

@@ -47,7 +47,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -172,18 +171,8 @@ class UnloadLoRAAdapterRequest(_Body):
 
 # ---------------------------------------------------------------------- adapters
 def remove_adapter(pool: ModelPool, name: str) -> None:
-    """Delete adapter ``name`` from ``pool`` (PEFT ``delete_adapter``; the last one unwraps
-    the PEFT model back to the plain base model, since PEFT cannot run with no adapter)."""
-    if name not in pool.adapter_names:
-        raise KeyError(f"no adapter {name!r} in this pool; adapters: {pool.adapter_names}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Adapter x was active which is now deleted..."
-        if pool.adapter_names == [name]:
-            pool.model = pool.model.unload()
-        else:
-            pool.model.delete_adapter(name)
-    pool._adapters.remove(name)
-    pool._refresh_lora_params()
+    """Delete adapter ``name`` from ``pool`` (see :meth:`ModelPool.remove_adapter`)."""
+    pool.remove_adapter(name)
 
 
 def _check_adapter_dir(path: str) -> Path:

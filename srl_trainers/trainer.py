@@ -608,7 +608,9 @@ class MultiModelTrainer:
             # API policies answer concurrently with the local generate calls
             api_jobs = [
                 self.policies[pid].act_batch(
-                    [observations[c][a] for c, a in reqs], self._system_prompt()
+                    [observations[c][a] for c, a in reqs],
+                    self._system_prompt(),
+                    temperature=temperature,
                 )
                 for pid, reqs in api_requests.items()
             ]

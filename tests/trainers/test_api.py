@@ -22,12 +22,6 @@ from srl_trainers.models import ModelPool
 from srl_trainers.serve import BackgroundServer, create_app
 from srl_trainers.testing import tiny_trainer_config
 
-HAS_API_FIELDS = "api_base_url" in MultiModelConfig.field_names()
-needs_integration = pytest.mark.skipif(
-    not HAS_API_FIELDS,
-    reason="MultiModelConfig has no api_* fields yet: the trainer integration of APIPolicy "
-    "(.patches/api_integration.diff) is not applied",
-)
 HANG = 3.0  # seconds a "hang" step sleeps: far past the clients' timeouts
 
 
@@ -71,10 +65,12 @@ def fault_app(scripts: dict[str, list], cycle: list | None = None) -> FastAPI:
     repeating); unknown messages walk through ``cycle`` (one global step per request). Steps:
     "ok", "slow" (0.1 s then ok), "hang" (sleeps past any timeout), or an HTTP status
     (429 comes with ``retry-after-ms: 80``). ``app.state.log[message]`` holds the arrival
-    times of its attempts; ``app.state.peak`` the most requests in flight at once.
+    times of its attempts; ``app.state.peak`` the most requests in flight at once;
+    ``app.state.temperatures`` the sampling temperature of every request.
     """
     app = FastAPI()
     app.state.log = defaultdict(list)
+    app.state.temperatures = []
     app.state.peak = 0
     state = {"in_flight": 0, "count": 0}
 
@@ -98,7 +94,9 @@ def fault_app(scripts: dict[str, list], cycle: list | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        key = (await request.json())["messages"][-1]["content"]
+        body = await request.json()
+        key = body["messages"][-1]["content"]
+        app.state.temperatures.append(body.get("temperature"))
         attempts = app.state.log[key]
         attempts.append(time.monotonic())
         if key in scripts:
@@ -281,7 +279,6 @@ def trainer_config(tiny_model_path, tmp_path, url, **overrides) -> MultiModelCon
     return tiny_trainer_config(tiny_model_path, tmp_path, **{**fields, **overrides})
 
 
-@needs_integration
 def test_trainer_population_with_an_api_slot(serve_url, tiny_model_path, tmp_path):
     from srl_trainers import MultiModelTrainer
 
@@ -301,7 +298,6 @@ def test_trainer_population_with_an_api_slot(serve_url, tiny_model_path, tmp_pat
     asyncio.run(trainer.shutdown())
 
 
-@needs_integration
 def test_trainer_run_finishes_with_api_failures_counted(tiny_model_path, tmp_path):
     from srl_trainers import MultiModelTrainer
 
@@ -321,7 +317,6 @@ def test_trainer_run_finishes_with_api_failures_counted(tiny_model_path, tmp_pat
     assert results["final_model_states"]["model_0_tiny"]["update_count"] == 2
 
 
-@needs_integration
 def test_trainer_missing_key_fails_at_setup(tiny_model_path, tmp_path, monkeypatch):
     from srl_trainers import MultiModelTrainer
 
@@ -331,3 +326,19 @@ def test_trainer_missing_key_fails_at_setup(tiny_model_path, tmp_path, monkeypat
     )
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         MultiModelTrainer(cfg).setup()
+
+
+def test_evaluation_temperature_reaches_the_api():
+    app = fault_app({})
+    with BackgroundServer(app) as server:
+        policy = api_policy(server.url, temperature=0.9)
+
+        async def go():
+            try:
+                await policy.act_batch(["a"], None)
+                await policy.act_batch(["b"], None, temperature=0.0)  # greedy evaluation
+            finally:
+                await policy.aclose()
+
+        asyncio.run(go())
+    assert app.state.temperatures == [0.9, 0.0]
