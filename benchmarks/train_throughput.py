@@ -17,7 +17,11 @@ completed four ways, back to back in every row, at 1, 4 and 8 adapters:
 - ``mixed``: ONE call with a mixed-adapter batch (prompt i uses adapter i mod k), what the
   trainer does (the pool's per-row LoRA path);
 - ``peft-mixed``: the same call through PEFT's own mixed-batch path (``adapter_names=``);
-- ``per-adapter``: one call per adapter on its share of the prompts.
+- ``per-adapter``: one call per adapter on its share of the prompts;
+- ``base-split``: the bare base model called the per-adapter way (k calls of batch/k), so
+  ``base/base-split`` is what one big batch gains over k small ones on this hardware with no
+  LoRA at all: the ceiling of ``mixed/per-adapter`` (on a CPU, where a batch's cost grows
+  almost linearly with its rows, that ceiling is far below k).
 
 Each cell is generated tokens/s (completion tokens up to EOS over wall time, best of
 ``--repeats``, after one short warm-up call). Adapters get random B matrices so that they
@@ -115,7 +119,7 @@ def timed(fn, repeats: int) -> tuple[float, int]:
 def generation_rows(
     model: str, dtype: str, batch: int, new_tokens: int, repeats: int, prompt: str
 ) -> list[dict]:
-    """One row per adapter count; the three ways are timed back to back in every row."""
+    """One row per adapter count; the five ways are timed back to back in every row."""
     base = make_pool(model, dtype, 0)
     pool = make_pool(model, dtype, max(ADAPTER_COUNTS))
     prompts = pool.format_prompts(observations(batch, prompt), SYSTEM, max_new_tokens=new_tokens)
@@ -142,6 +146,12 @@ def generation_rows(
             ),
             repeats,
         )
+        split_s, split_tok = timed(
+            lambda g=groups: sum(
+                run(base, [prompts[i] for i in idx], [None] * len(idx)) for idx in g.values()
+            ),
+            repeats,
+        )
         rows.append(
             {
                 "model": model,
@@ -152,6 +162,7 @@ def generation_rows(
                 "mixed": mixed_tok / mixed_s,
                 "peft_mixed": peft_tok / peft_s,
                 "per_adapter": per_tok / per_s,
+                "base_split": split_tok / split_s,
             }
         )
         print_row(rows[-1], header=len(rows) == 1)
@@ -170,6 +181,7 @@ COLUMNS = (  # header, width, value
     ("mixed/base", 11, lambda r: f"{r['mixed'] / r['base']:.2f}"),
     ("mixed/peft", 11, lambda r: f"{r['mixed'] / r['peft_mixed']:.2f}"),
     ("mixed/per-adapter", 18, lambda r: f"{r['mixed'] / r['per_adapter']:.2f}"),
+    ("base/base-split", 16, lambda r: f"{r['base'] / r['base_split']:.2f}"),
 )
 
 
