@@ -38,6 +38,8 @@ NAME = "learning_team_battle"
 # exploration, a high LoRA learning rate, no KL, one GRPO group of 8 copies per seed.
 CONFIG = dict(
     env="team_battle",
+    # one round per game: no teammate messages to read, so the prompt ends with the answer line
+    env_kwargs={"message_max_chars": 0},
     num_models=4,
     opponent_policy="heuristic",
     training_mode="cooperative",
@@ -57,7 +59,7 @@ CONFIG = dict(
 )
 QUICK = dict(
     num_models=2,
-    env_kwargs={"team_size": 2},
+    env_kwargs={"team_size": 2, "message_max_chars": 0},
     batch_size=4,
     group_size=2,
     max_episodes=2,
@@ -67,7 +69,13 @@ QUICK = dict(
 # heuristic (a fixed equal split) the game is deterministic, so greedy decoding plays the same
 # game in every episode: the sampled evaluation (T=0.7) is the one whose interval means
 # something. The random and concentrate bots vary by seed.
-EVALUATIONS = (("heuristic", 0.7), ("heuristic", 0.0), ("concentrate", 0.0), ("random", 0.0))
+BOTS = ("heuristic", "concentrate", "random")
+
+
+def evaluations(opponent: str) -> list[tuple[str, float]]:
+    """(opponent, temperature) of the evaluations before and after training: the trained-against
+    team sampled at T=0.7 and greedy, then the other bots greedy."""
+    return [(opponent, 0.7), (opponent, 0.0)] + [(b, 0.0) for b in BOTS if b != opponent]
 
 
 def row(label: str, report) -> list:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--opponent",
         default="heuristic",
-        choices=["heuristic", "concentrate", "random"],
+        choices=BOTS,
         help="the scripted team trained against (default heuristic)",
     )
     args = parser.parse_args(argv)
@@ -111,19 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_dir=str(work / "checkpoints" / f"{NAME}_s{args.seed}"),
     )
     reports = {}
-    for opponent, t in EVALUATIONS:
+    evals = evaluations(args.opponent)
+    for opponent, t in evals:
         reports[f"before/{opponent}/T{t:g}"] = evaluate(
             config, num_episodes=args.episodes, opponent=opponent, temperature=t
         )
-    print(reports[f"before/heuristic/T{EVALUATIONS[0][1]:g}"].table(), flush=True)
+    print(reports[f"before/{args.opponent}/T0.7"].table(), flush=True)
 
     trainer = MultiModelTrainer(config)
     results = train_for(trainer, args.minutes)
-    for opponent, t in EVALUATIONS:
+    for opponent, t in evals:
         reports[f"after/{opponent}/T{t:g}"] = evaluate(
             trainer, num_episodes=args.episodes, opponent=opponent, temperature=t
         )
-    print(reports[f"after/heuristic/T{EVALUATIONS[0][1]:g}"].table(), flush=True)
+    print(reports[f"after/{args.opponent}/T0.7"].table(), flush=True)
 
     episodes, minutes = results["total_episodes"], results["training_time"] / 60
     table = print_table(

@@ -19,6 +19,7 @@ it writes into the same run directory, drops metrics logged after the checkpoint
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -36,6 +37,8 @@ __all__ = [
     "format_value",
     "read_metrics",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LOG_DIR = "./runs"
 METRICS_FILE = "metrics.jsonl"
@@ -72,6 +75,7 @@ class UnifiedMonitor:
         self.stream = stream
         self.step: int | None = None  # last logged step
         self._resume_step: int | None = None
+        self._owns_run_dir = False
         self._started = False
         self._writer: Any = None
         self._metrics_f: IO[str] | None = None
@@ -84,6 +88,14 @@ class UnifiedMonitor:
     def run_dir(self) -> Path:
         """``<log_dir>/<run_name>``: where every file of this run goes."""
         return self.log_dir / self.run_name
+
+    def _holds_a_run(self, run_name: str | None = None) -> bool:
+        """Whether the run directory (of ``run_name``, default this run's) has logged metrics
+        or TensorBoard events: a fresh run never appends to another run's files."""
+        d = self.log_dir / (run_name or self.run_name)
+        if (d / METRICS_FILE).is_file() and (d / METRICS_FILE).stat().st_size > 0:
+            return True
+        return d.is_dir() and any(d.glob("events.out.tfevents.*"))
 
     @property
     def metrics_path(self) -> Path:
@@ -101,6 +113,19 @@ class UnifiedMonitor:
         """Create the run directory and open the outputs (no-op when already started)."""
         if self._started:
             return self
+        if self._resume_step is None and not self._owns_run_dir and self._holds_a_run():
+            taken = self.run_dir
+            n = 2
+            while self._holds_a_run(f"{self.run_name}-{n}"):
+                n += 1
+            self.run_name = f"{self.run_name}-{n}"
+            logger.warning(
+                "%s already holds the metrics of another run; this run logs to %s (resume a run "
+                "to continue its logs)",
+                taken,
+                self.run_dir,
+            )
+        self._owns_run_dir = True  # a later stop/start continues these files
         if self.tensorboard or self.jsonl:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.jsonl:

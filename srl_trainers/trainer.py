@@ -444,6 +444,7 @@ class MultiModelTrainer:
         monitor = self._ensure_monitor()
         if monitor is not None:
             monitor.start()
+            cfg.run_name = monitor.run_name  # a fresh run beside a finished one gets "<name>-2"
         self.is_training = True
         self._stop_requested = False
         start = time.time() - self.training_time

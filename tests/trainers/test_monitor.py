@@ -339,3 +339,24 @@ def test_plot_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         plot.make_parser().parse_args([])
     assert exc.value.code == 2
+
+
+def test_a_fresh_run_never_appends_to_another_runs_files(tmp_path, caplog):
+    first = UnifiedMonitor(tmp_path, run_name="same", console=False)
+    with first:
+        first.log({"a": 1.0}, 0)
+    first.start()  # the same monitor again: continues its own files
+    first.log({"a": 2.0}, 1)
+    first.stop()
+    assert [r["a"] for r in read_metrics(first.run_dir)] == [1.0, 2.0]
+    with caplog.at_level("WARNING"):
+        second = UnifiedMonitor(tmp_path, run_name="same", console=False)
+        with second:
+            second.log({"a": 9.0}, 0)
+    assert second.run_name == "same-2" and "already holds" in caplog.text
+    assert [r["a"] for r in read_metrics(first.run_dir)] == [1.0, 2.0]
+    assert [r["a"] for r in read_metrics(second.run_dir)] == [9.0]
+    third = UnifiedMonitor(tmp_path, run_name="same", console=False)
+    third.start()
+    third.stop()
+    assert third.run_name == "same-3"
