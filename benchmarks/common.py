@@ -58,6 +58,13 @@ def make_parser(description: str, *, minutes: float, episodes: int) -> argparse.
         "with --quick)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice, one per core); two benchmarks run "
+        "side by side on a 2-core machine each take 1",
+    )
+    parser.add_argument(
         "--work-dir",
         default=None,
         help="directory for the runs' logs and checkpoints (default ./runs/benchmarks; the "
@@ -91,6 +98,10 @@ def model_fields(args: argparse.Namespace) -> dict[str, Any]:
 def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     """``(results, work)``: where JSON and PNGs go (``--out``: benchmarks/results, or a temp
     dir with --quick) and where logs and checkpoints go (``--work-dir``)."""
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = tempfile.mkdtemp(prefix="srl-bench-") if args.quick else str(RESULTS_DIR)
     if args.work_dir is None:
@@ -123,7 +134,8 @@ def machine() -> str:
 
     return (
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {platform.system()} {platform.release()}"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{platform.system()} {platform.release()}"
     )
 
 
