@@ -1,6 +1,7 @@
 """The full training session of the Core SRL guide, on the embedded model.
 
-    python examples/full_training_session.py
+    python examples/full_training_session.py                  # 8 training episodes
+    python examples/full_training_session.py --max-episodes 2
 
 Model types that need a hub or an API (e.g. "qwen3", "openai") fail at start-up with a
 message that says what to provide; this example uses the embedded "smollm2" for every slot.
@@ -11,13 +12,13 @@ import asyncio
 from srl_trainers import MultiModelConfig, MultiModelTrainer, TrainingMode
 
 
-async def full_training_example() -> dict:
+async def full_training_example(max_episodes: int = 8) -> dict:
     # Configure training
     config = MultiModelConfig(
         num_models=4,
         model_types=["smollm2"],
         training_mode=TrainingMode.MIXED,
-        max_episodes=8,
+        max_episodes=max_episodes,
         learning_rate=3e-4,
         checkpoint_dir="./training_checkpoints",
     )
@@ -46,4 +47,8 @@ async def full_training_example() -> dict:
 
 
 if __name__ == "__main__":
-    results = asyncio.run(full_training_example())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-episodes", type=int, default=8)
+    results = asyncio.run(full_training_example(parser.parse_args().max_episodes))

@@ -1,6 +1,7 @@
 """Mixed mode (Core SRL guide, recommended): the cooperation balance adapts during training.
 
-    python examples/mixed_training.py
+    python examples/mixed_training.py                  # 6 training episodes
+    python examples/mixed_training.py --max-episodes 2
 
 Federated weight updates: after local steps, the group's LoRA updates are averaged with
 weights from recent rewards and mixed back. Runs on the embedded model in a few minutes.
@@ -16,13 +17,13 @@ from srl_trainers import (
 )
 
 
-async def main() -> dict:
+async def main(max_episodes: int = 6) -> dict:
     config = MultiModelConfig(
         training_mode=TrainingMode.MIXED,
         cooperation_strength=0.6,
         competition_intensity=0.4,
         weight_update_strategy=WeightUpdateStrategy.FEDERATED,
-        max_episodes=6,
+        max_episodes=max_episodes,
         checkpoint_dir="./checkpoints/mixed",
     )
     trainer = MultiModelTrainer(config)
@@ -37,4 +38,8 @@ async def main() -> dict:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-episodes", type=int, default=6)
+    asyncio.run(main(parser.parse_args().max_episodes))
