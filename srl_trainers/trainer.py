@@ -458,6 +458,8 @@ class MultiModelTrainer:
                 if monitor is not None:
                     if (episode + 1) % cfg.log_metrics_interval == 0:
                         monitor.log(results["metrics"], step=episode + 1)
+                        for slot, text in results["samples"].items():
+                            monitor.log_text(f"samples/{slot}", text, step=episode + 1)
                     monitor.update_progress(episode + 1, self._progress_summary())
                 if (
                     episode + 1
@@ -505,7 +507,19 @@ class MultiModelTrainer:
         self.current_episode = episode_num + 1
         metrics = self._episode_metrics(rollout, update_metrics, coop, comp, welfare)
         self._last_metrics = metrics
-        return {"episode": episode_num, "metrics": metrics}
+        return {"episode": episode_num, "metrics": metrics, "samples": self._samples(rollout)}
+
+    @staticmethod
+    def _samples(rollout: RolloutResult, per_slot: int = 4) -> dict[str, str]:
+        """What each trainable slot wrote: its first ``per_slot`` turns of the episode (agent,
+        round, credited return, the text the env read), for ``samples.jsonl`` / TensorBoard."""
+        out: dict[str, list[str]] = defaultdict(list)
+        for turn in rollout.turns:
+            if len(out[turn.slot]) < per_slot:
+                out[turn.slot].append(
+                    f"{turn.agent} round {turn.round + 1}, return {turn.ret:+.3f}: {turn.text!r}"
+                )
+        return {slot: "\n".join(lines) for slot, lines in out.items()}
 
     # ================================================================= rollout
     def env_seed(self, episode: int, group: int) -> int:

@@ -257,3 +257,19 @@ def test_response_prefix_is_prefilled_and_sent_to_the_env(
 def test_response_prefix_must_be_text(tiny_model_path, tmp_path):
     with pytest.raises(ConfigError, match="response_prefix"):
         tiny_config(tiny_model_path, tmp_path, response_prefix=5)
+
+
+def test_what_the_agents_write_is_logged(tiny_model_path, tmp_path):
+    import json
+
+    cfg = tiny_config(tiny_model_path, tmp_path, enable_monitoring=True, max_episodes=2)
+    trainer = MultiModelTrainer(cfg)
+    results = trainer.train_sync()
+    lines = (tmp_path / "runs" / "test" / "samples.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {r["tag"] for r in records} == {f"samples/{s}" for s in trainer.slots}
+    assert sorted({r["step"] for r in records}) == [1, 2]
+    for r in records:
+        first = r["text"].splitlines()[0]
+        assert "round 1, return" in first and first.split(": ", 1)[1].startswith("'")
+    assert results["log_dir"].endswith("test")
