@@ -6,8 +6,8 @@
     python -m benchmarks.compare_strategies --quick                  # smoke run, tiny model
 
 The setting of ``learning_team_battle`` (four SmolLM2 LoRA slots as team red against the
-scripted equal-split team, GRPO, the settings that learn there), trained once per strategy
-and seed with the same budget:
+scripted ``concentrate`` team, GRPO, the same settings), trained once per strategy and seed
+with the same budget:
 
 * ``synchronized``: gradients averaged over the four slots before each step (one shared
   policy, four agents' data per step);
@@ -16,7 +16,7 @@ and seed with the same budget:
   group's LoRA updates mixed back with strength 0.5;
 * ``selective``: only the top half by recent reward steps.
 
-Reported per strategy (seeds pooled): the team's win rate against the heuristic after
+Reported per strategy (seeds pooled): the team's win rate against the trained-against team after
 training, sampled at temperature 0.7 on the evaluation seeds, with a 95% Wilson interval
 over all evaluation episodes; the mean training reward over the last ``reward_window``
 episodes with a 95% interval over seeds; optimizer steps (summed over the slots);
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     table = print_table(
-        f"\n{NAME}: team battle, 4 SmolLM2 LoRA slots vs heuristic, {args.minutes} min per run, "
+        f"\n{NAME}: team battle, 4 SmolLM2 LoRA slots vs {CONFIG['opponent_policy']}, "
+        f"{args.minutes} min per run, "
         f"seeds {args.seeds}; win rate at T={EVAL_TEMPERATURE} over {args.episodes} evaluation "
         f"episodes per seed",
         [

@@ -1,21 +1,22 @@
-"""Learning benchmark 1: a team of four SmolLM2 LoRA slots against the scripted equal-split
-team in 4v4 team battle. Does the team's win rate rise within a CPU budget?
+"""Learning benchmark 1: a team of four SmolLM2 LoRA slots against a scripted team in 4v4
+team battle. Does the team's win rate rise within a CPU budget?
 
     python -m benchmarks.learning_team_battle                # full: 20 min of training
-    python -m benchmarks.learning_team_battle --minutes 10 --episodes 64
+    python -m benchmarks.learning_team_battle --opponent heuristic --minutes 10
     python -m benchmarks.learning_team_battle --quick        # smoke run, tiny random model
 
 Red (``red_0..red_3``) is played by four LoRA adapters on one SmolLM2-135M base, trained
 with GRPO and SYNCHRONIZED updates (gradients averaged over the four slots, so they stay
-one shared policy trained on four agents' turns); blue is the scripted ``heuristic`` bot
-(an equal split, 2 troops per field: 8 per field for the team). Rewards are the team's
-(cooperation 1.0). The untrained population is evaluated first (fresh adapters equal the
-base model), then the population trains for ``--minutes``, then it is evaluated again on
-the same evaluation seeds against the heuristic, sampled at temperature 0.7 (the game is
-deterministic against the equal split, so greedy decoding replays one game: sampling gives
-independent episodes and a meaningful interval) and greedy, and, to see what was learned,
-greedy against the ``random`` and ``concentrate`` bots. Output: a table, ``learning_team_battle
-.json`` (every report) and ``learning_team_battle.png`` (learning curves) in ``--out``.
+one shared policy trained on four agents' turns); blue is a scripted team, by default the
+``concentrate`` bot (each player piles its troops on a random 3 of the 5 fields), with
+``--opponent`` the ``heuristic`` equal split (2 troops per field: 8 per field for the team)
+or ``random``. Rewards are the team's (cooperation 1.0). The untrained population is
+evaluated first (fresh adapters equal the base model), then the population trains for
+``--minutes``, then it is evaluated again on the same evaluation seeds: against the
+trained-against team sampled at temperature 0.7 and greedy, and greedy against the other
+two bots. Against the heuristic the game is deterministic, so greedy decoding replays one
+game there. Output: a table, ``learning_team_battle.json`` (every report) and
+``learning_team_battle.png`` (learning curves) in ``--out``.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ from benchmarks.common import (
 )
 
 NAME = "learning_team_battle"
-# The settings that made the 135M model learn here (see benchmarks/RESULTS.md): one round per
-# game (clean credit, short prompts), the action keyword prefilled, sampling at T=1 for
-# exploration, a high LoRA learning rate, no KL, one GRPO group of 8 copies per seed.
+# The settings of the runs in benchmarks/RESULTS.md: one round per game (clean credit, short
+# prompts), the action keyword prefilled, sampling at T=1 for exploration, a high LoRA
+# learning rate, no KL, GRPO groups of 8 copies that share a seed (and so the bots' draw).
 CONFIG = dict(
     env="team_battle",
     # one round per game: no teammate messages to read, so the prompt ends with the answer line
     env_kwargs={"message_max_chars": 0},
     num_models=4,
-    opponent_policy="heuristic",
+    opponent_policy="concentrate",  # --opponent
     training_mode="cooperative",
     cooperation_strength=1.0,
     weight_update_strategy="synchronized",
@@ -65,10 +66,6 @@ QUICK = dict(
     max_episodes=2,
     learning_rate=1e-2,
 )
-# (opponent, temperature) of the evaluations before and after training. Against the
-# heuristic (a fixed equal split) the game is deterministic, so greedy decoding plays the same
-# game in every episode: the sampled evaluation (T=0.7) is the one whose interval means
-# something. The random and concentrate bots vary by seed.
 BOTS = ("heuristic", "concentrate", "random")
 
 
@@ -97,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__.splitlines()[0], minutes=20.0, episodes=64)
     parser.add_argument(
         "--opponent",
-        default="heuristic",
+        default="concentrate",
         choices=BOTS,
-        help="the scripted team trained against (default heuristic)",
+        help="the scripted team trained against (default concentrate)",
     )
     args = parser.parse_args(argv)
     out, work = output_dirs(args)
