@@ -108,7 +108,11 @@ class MultiModelConfig:
         "the end.",
         default=8,
     )
-    episode_length: int = _help("Maximum rounds per environment episode.", default=3)
+    episode_length: int = _help(
+        "Maximum rounds per environment episode (the default is CPU-sized: every round's prompt "
+        "is longer, and prompt tokens dominate the cost on a CPU).",
+        default=2,
+    )
     update_frequency: int | list[int] = _help(
         "Training episodes between optimizer steps of a slot (one int, or one per slot for "
         "ASYNCHRONOUS cadences).",
@@ -117,7 +121,7 @@ class MultiModelConfig:
     learning_rate: float = _help("AdamW learning rate of every LoRA adapter.", default=3e-4)
     batch_size: int = _help(
         "Samples (agent turns) per slot per update; sets the number of env copies.",
-        default=12,
+        default=8,
     )
     # --------------------------------------------------------------- reward mixing (Core SRL)
     cooperation_strength: float = _help(
@@ -203,7 +207,11 @@ class MultiModelConfig:
     dtype: str = _help("Model dtype: bfloat16 | float32 | float16.", default="bfloat16")
     device: str = _help("cpu | cuda | auto.", default="auto")
     # --------------------------------------------------------------- generation
-    max_new_tokens: int = _help("Tokens generated per action.", default=32)
+    max_new_tokens: int = _help(
+        "Tokens generated per action (an action line and a short message fit in 24 with the "
+        "SmolLM2 tokenizer).",
+        default=24,
+    )
     temperature: float = _help("Sampling temperature during training rollouts.", default=1.0)
     top_p: float = _help("Nucleus sampling p.", default=1.0)
     system_prompt: str | None = _help(
