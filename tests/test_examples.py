@@ -50,3 +50,16 @@ def test_guide_example_runs(name, tiny_model_path, tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize("name", sorted(GUIDE))
 def test_guide_example_runs_on_the_embedded_model(name, tmp_path, monkeypatch):
     run_example(name, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (EXAMPLES / "configs").glob("*.yaml")))
+def test_preset_is_a_valid_config(preset):
+    from srl_trainers import MultiModelConfig
+
+    config = MultiModelConfig.from_yaml(EXAMPLES / "configs" / preset)
+    assert config.env in ("coop_compete", "team_battle", "staged")
+
+
+def test_every_mode_and_env_has_a_preset():
+    names = {p.stem for p in (EXAMPLES / "configs").glob("*.yaml")}
+    assert {"cooperative", "competitive", "mixed", "coop_compete", "team_battle", "staged"} <= names
