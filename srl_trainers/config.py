@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -491,15 +492,22 @@ _YAML12_FLOAT = re.compile(
 )
 
 
+@functools.cache
+def _yaml12_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # a SafeLoader subclass: no arbitrary objects
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+    return Loader
+
+
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` with YAML 1.2 floats (``1e-3`` is 0.001, not a string)."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
-    return yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
+    return yaml.load(text, Loader=_yaml12_loader())
 
 
 # ---------------------------------------------------------------------- validators

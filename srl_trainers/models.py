@@ -283,8 +283,7 @@ class ModelPool:
         """Delete adapter ``name`` (PEFT ``delete_adapter``; the last one unwraps the PEFT model
         back to the plain base model, since PEFT cannot run with no adapter). KeyError for an
         unknown name."""
-        if name not in self._adapters:
-            raise KeyError(f"no adapter {name!r} in this pool; adapters: {self.adapter_names}")
+        self._check_adapter(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Adapter x was active which is now deleted..."
             if self._adapters == [name]:
