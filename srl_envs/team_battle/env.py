@@ -44,7 +44,13 @@ Observations
 Text mode: a prompt of printable ASCII with the rules, the agent's team, budget and
 ``K``, the round number, the team totals per field of both teams in the last 5 rounds
 (with who took how many fields), the teammates' messages from the last round, and the
-answer format with a valid example (``ALLOCATE: 3,3,2,1,1`` for budget 10 over 5 fields).
+answer format with a valid example, chosen by ``answer_example``: ``"fixed"`` (default)
+shows the budget split in proportion ``K, K-1, ..., 1`` (``ALLOCATE: 3,3,2,1,1`` for
+budget 10 over 5 fields); ``"random"`` shows a fresh allocation every round, drawn from
+the env's seeded rng uniformly over all the ways to spend the whole budget (the same for
+every agent of a round); ``"none"`` shows the format alone (``ALLOCATE: <5 numbers>``).
+A fixed example is a focal point: small models copy it, and RL from there can settle on it
+(see ``benchmarks/RESULTS.md``); a random one shows the format without handing out a move.
 
 Structured mode: ``Box(0, 1, (2 * episode_length * K + K + 2,), float32)``, from the
 agent's side: for every round slot ``r`` (zeros for rounds not yet played) its own
@@ -87,6 +93,8 @@ Arguments
 * ``episode_length`` (int, 1..50, default 3): rounds per game.
 * ``field_values`` (``None`` or ``K`` ints in 1..100, default ``None`` = all 1).
 * ``message_max_chars`` (int, 0..500, default 80): team chat length; 0 turns chat off.
+* ``answer_example`` (``"fixed"``, ``"random"`` or ``"none"``, default ``"fixed"``): the
+  example on the prompt's answer line, see Observations.
 * ``cooperation_level`` (float in [0, 1], default 1.0), ``competition_intensity``
   (float >= 0, default 0.0): reward mixing, see Rewards.
 * ``action_mode`` (``"text"`` or ``"structured"``), ``format_penalty`` (float >= 0,
@@ -94,7 +102,8 @@ Arguments
 
 Version History
 ---------------
-* v0: initial version.
+* v0: initial version. ``answer_example`` was added later; its default is the original
+  prompt, so v0 observations are unchanged.
 """
 
 from __future__ import annotations
@@ -133,6 +142,7 @@ class TeamBattleEnv(SRLParallelEnv):
         episode_length: int = 3,
         field_values: Sequence[int] | None = None,
         message_max_chars: int = 80,
+        answer_example: str = "fixed",
         cooperation_level: float = 1.0,
         competition_intensity: float = 0.0,
         action_mode: str = "text",
@@ -147,10 +157,15 @@ class TeamBattleEnv(SRLParallelEnv):
             field_values=field_values,
             message_max_chars=message_max_chars,
         )
+        if answer_example not in render.EXAMPLES:
+            raise ValueError(
+                f"answer_example must be one of {list(render.EXAMPLES)}, got {answer_example!r}"
+            )
+        self.answer_example = answer_example
         p = self.params
         self._teams = {a: core.team_of(a) for a in core.agent_ids(p.team_size)}
         self._rules = {a: render.rules_text(p, a) for a in self._teams}
-        self._answer = render.answer_text(p)
+        self._answer = render.answer_text(p, () if answer_example == "none" else None)
         self._fallback = TeamAction(equal_split(p.budget, p.num_fields), "")
         self._state = core.initial_state(p)
         self._history_cache: tuple[int, str] = (-1, "")
@@ -180,6 +195,13 @@ class TeamBattleEnv(SRLParallelEnv):
     def _core_reset(self, rng: np.random.Generator) -> None:
         self._state = core.initial_state(self.params)
         self._history_cache = (-1, "")
+        self._draw_example(rng)
+
+    def _draw_example(self, rng: np.random.Generator) -> None:
+        """With ``answer_example="random"``: this round's example, shared by every agent."""
+        if self.answer_example == "random":
+            example = render.random_allocation(self.params, rng)
+            self._answer = render.answer_text(self.params, example)
 
     def _core_step(
         self, actions: dict[str, Any], rng: np.random.Generator
@@ -187,6 +209,8 @@ class TeamBattleEnv(SRLParallelEnv):
         troops = {a: act.troops for a, act in actions.items()}
         messages = {a: act.message for a, act in actions.items() if act.message}
         self._state, out = core.step(self.params, self._state, troops, messages)
+        if not out.done:
+            self._draw_example(rng)
         k = self.params.num_fields
         per_team = {}
         for team in TEAM_NAMES:

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from srl_envs.team_battle.core import TEAM_NAMES, Params, State, apportion, team_of
 
 __all__ = [
+    "EXAMPLES",
     "HISTORY_SHOWN",
+    "answer_text",
     "example_allocation",
     "format_round",
+    "random_allocation",
     "render_global",
     "render_prompt",
     "rules_text",
@@ -25,6 +28,8 @@ __all__ = [
 
 # Only the last rounds are shown: small models lose track in long prompts.
 HISTORY_SHOWN = 5
+# What the answer line shows as its example (the env's ``answer_example`` argument).
+EXAMPLES = ("fixed", "random", "none")
 
 
 def example_allocation(params: Params) -> tuple[int, ...]:
@@ -33,6 +38,15 @@ def example_allocation(params: Params) -> tuple[int, ...]:
     For budget 10 over 5 fields this is ``3,3,2,1,1``.
     """
     return apportion(tuple(range(params.num_fields, 0, -1)), params.budget)
+
+
+def random_allocation(params: Params, rng) -> tuple[int, ...]:
+    """A valid example drawn from ``rng`` (a ``numpy.random.Generator``): the whole budget,
+    uniformly over all the ways to split it over the fields (stars and bars)."""
+    b, k = params.budget, params.num_fields
+    bars = sorted(int(x) for x in rng.choice(b + k - 1, size=k - 1, replace=False))
+    edges = [-1, *bars, b + k - 1]
+    return tuple(edges[i + 1] - edges[i] - 1 for i in range(k))
 
 
 def _has_chat(params: Params) -> bool:
@@ -122,11 +136,16 @@ def messages_text(params: Params, state: State, agent: str) -> str:
     return "Teammate messages:\n" + "\n".join(lines)
 
 
-def answer_text(params: Params) -> str:
-    """The answer format, with an example valid for this game."""
-    example = ",".join(map(str, example_allocation(params)))
+def answer_text(params: Params, example: tuple[int, ...] | None = None) -> str:
+    """The answer format, with ``example`` (default :func:`example_allocation`); an empty
+    tuple shows the format alone."""
+    if example is None:
+        example = example_allocation(params)
     k = params.num_fields
-    lines = [f"Answer with: ALLOCATE: <{k} numbers>, e.g. ALLOCATE: {example}"]
+    line = f"Answer with: ALLOCATE: <{k} numbers>"
+    if example:
+        line += ", e.g. ALLOCATE: " + ",".join(map(str, example))
+    lines = [line]
     if _has_chat(params):
         lines.append(
             f"You may add a line MESSAGE: <note to your team, max {params.message_max_chars} chars>"

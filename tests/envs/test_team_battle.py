@@ -514,3 +514,62 @@ def test_numpy_ints_and_field_values_are_accepted():
     assert env.params.team_size == 2 and env.params.field_values == (1, 2, 3, 2, 1)
     obs, _ = env.reset(seed=0)
     assert "Field values: 1,2,3,2,1." in obs["red_0"]
+
+
+def _answer_line(obs: str) -> str:
+    return next(line for line in obs.splitlines() if line.startswith("Answer with:"))
+
+
+def test_answer_example_fixed_is_the_default():
+    env = TeamBattleEnv()
+    obs, _ = env.reset(seed=0)
+    assert (
+        _answer_line(obs["red_0"]) == "Answer with: ALLOCATE: <5 numbers>, e.g. ALLOCATE: 3,3,2,1,1"
+    )
+
+
+def test_answer_example_none_shows_the_format_alone():
+    env = TeamBattleEnv(answer_example="none")
+    obs, _ = env.reset(seed=0)
+    assert _answer_line(obs["blue_2"]) == "Answer with: ALLOCATE: <5 numbers>"
+    _, _, _, _, infos = env.step({a: "ALLOCATE: 4,3,3,0,0" for a in env.agents})
+    assert not any(info["invalid_action"] for info in infos.values())
+
+
+def _examples(env: TeamBattleEnv, seed: int) -> list[tuple[int, ...]]:
+    """The example of every round of one game (all agents must see the same one)."""
+    obs, _ = env.reset(seed=seed)
+    shown = []
+    while env.agents:
+        lines = {_answer_line(o) for o in obs.values()}
+        assert len(lines) == 1, lines
+        shown.append(tuple(int(x) for x in lines.pop().rsplit(" ", 1)[1].split(",")))
+        obs, *_ = env.step({a: "ALLOCATE: 2,2,2,2,2" for a in env.agents})
+    return shown
+
+
+def test_answer_example_random_is_valid_seeded_and_fresh_each_round():
+    env = TeamBattleEnv(answer_example="random", num_fields=4, budget=9, episode_length=6)
+    games = [_examples(env, seed) for seed in range(20)]
+    for game in games:
+        assert len(game) == 6
+        for example in game:
+            assert len(example) == 4 and sum(example) == 9 and min(example) >= 0
+    assert _examples(env, 3) == games[3]  # the env's seed fixes the examples
+    assert len({ex for game in games for ex in game}) > 60  # 220 possible splits
+    assert any(len(set(game)) > 1 for game in games)  # a fresh draw per round
+    # the draws change what the agents read, never the game: same actions, same rewards
+    results = []
+    for example in ("random", "fixed"):
+        env = TeamBattleEnv(answer_example=example, num_fields=4, budget=9, episode_length=6)
+        env.reset(seed=1)
+        moves = {a: "9,0,0,0" if a.startswith("red") else "3,2,2,2" for a in env.agents}
+        results.append([env.step(moves)[1] for _ in range(6)])
+    assert results[0] == results[1]
+
+
+def test_answer_example_rejects_unknown_values():
+    with pytest.raises(
+        ValueError, match=r"answer_example must be one of \['fixed', 'random', 'none'\]"
+    ):
+        TeamBattleEnv(answer_example="sometimes")
