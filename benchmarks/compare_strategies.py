@@ -6,7 +6,7 @@
     python -m benchmarks.compare_strategies --quick                  # smoke run, tiny model
 
 The setting of ``learning_team_battle`` (four SmolLM2 LoRA slots as team red against the
-scripted ``concentrate`` team, GRPO, the same settings), trained once per strategy and seed
+scripted ``heuristic`` team, GRPO, the same settings), trained once per strategy and seed
 with the same budget:
 
 * ``synchronized``: gradients averaged over the four slots before each step (one shared

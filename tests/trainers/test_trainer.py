@@ -11,6 +11,7 @@ import torch
 from srl_trainers import ConfigError, MultiModelConfig, MultiModelTrainer
 from srl_trainers.lora import lora_parameters
 from srl_trainers.testing import tiny_trainer_config
+from srl_trainers.trainer import Turn
 
 
 def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
@@ -273,3 +274,25 @@ def test_what_the_agents_write_is_logged(tiny_model_path, tmp_path):
         first = r["text"].splitlines()[0]
         assert "round 1, return" in first and first.split(": ", 1)[1].startswith("'")
     assert results["log_dir"].endswith("test")
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_scale_rewards_reaches_the_group_advantages(tiny_model_path, tmp_path, scale):
+    """``scale_rewards=False`` keeps advantages in reward units: a won game (+1.1) outweighs
+    the 0.1 format penalty; with the std a group of draws blows the penalty up to unit size."""
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, scale_rewards=scale))
+
+    def turn(group: int, ret: float) -> Turn:
+        t = Turn("model_0", 0, 0, group, "red_0", 0, [1], [2], [0.0], "ALLOCATE: 3,3,2,1,1")
+        t.ret = ret
+        return t
+
+    draws = [0.0, 0.0, 0.0, -0.1]  # a group of draws, one invalid answer
+    won = [1.1, 0.0, 0.0, 0.0]  # a group with one won game
+    adv = trainer._grpo_advantages([turn(0, r) for r in draws] + [turn(1, r) for r in won])
+    if scale:  # both groups are scaled to about the same size (std 0.05 and 0.55, eps 1e-4)
+        assert adv[3] == pytest.approx(-0.075 / (0.05 + 1e-4))
+        assert adv[4] == pytest.approx(0.825 / (0.55 + 1e-4))
+    else:
+        assert adv[3] == pytest.approx(-0.075)
+        assert adv[4] == pytest.approx(1.1 - 0.275)
