@@ -50,7 +50,8 @@ budget 10 over 5 fields); ``"random"`` shows a fresh allocation every round, dra
 the env's seeded rng uniformly over all the ways to spend the whole budget (the same for
 every agent of a round); ``"none"`` shows the format alone (``ALLOCATE: <5 numbers>``).
 A fixed example is a focal point: small models copy it, and RL from there can settle on it
-(see ``benchmarks/RESULTS.md``); a random one shows the format without handing out a move.
+(see ``benchmarks/RESULTS.md``); a random one shows the format without handing out a move,
+but SmolLM2-135M follows the format less often with it (88% invalid answers at T = 1, vs 70%).
 
 Structured mode: ``Box(0, 1, (2 * episode_length * K + K + 2,), float32)``, from the
 agent's side: for every round slot ``r`` (zeros for rounds not yet played) its own
