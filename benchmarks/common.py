@@ -39,6 +39,14 @@ def make_parser(description: str, *, minutes: float, episodes: int) -> argparse.
         help=f"wall-clock training budget per run (default {minutes:g})",
     )
     parser.add_argument(
+        "--train-episodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a fixed budget of N training episodes per run instead of --minutes: the result "
+        "then does not depend on the machine's speed or load (wall time is still reported)",
+    )
+    parser.add_argument(
         "--episodes",
         type=int,
         default=episodes,
@@ -110,6 +118,17 @@ def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     return out, work
+
+
+def budget(args: argparse.Namespace, fields: dict[str, Any]) -> float | None:
+    """Apply ``--train-episodes`` (sets ``max_episodes`` in ``fields``) and return the wall-clock
+    budget in minutes for :func:`train_for` (None when the episode budget rules)."""
+    if args.train_episodes is None:
+        return args.minutes
+    if args.train_episodes < 1:
+        raise SystemExit(f"--train-episodes must be a positive integer, got {args.train_episodes}")
+    fields["max_episodes"] = args.train_episodes
+    return None
 
 
 def train_for(trainer, minutes: float | None) -> dict[str, Any]:

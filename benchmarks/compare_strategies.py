@@ -2,6 +2,7 @@
 
     python -m benchmarks.compare_strategies                          # full: 2 seeds x 5 min each
     python -m benchmarks.compare_strategies --seeds 0 1 2 --minutes 8
+    python -m benchmarks.compare_strategies --train-episodes 32      # a fixed episode budget
     python -m benchmarks.compare_strategies --strategies synchronized federated --minutes 3
     python -m benchmarks.compare_strategies --quick                  # smoke run, tiny model
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks.common import (
+    budget,
     ci,
     make_parser,
     model_fields,
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
     if args.quick:
         args.episodes, args.minutes, args.seeds = 2, None, args.seeds[:1]
+    minutes = budget(args, fields)
     runs: dict[str, list[dict]] = {s: [] for s in args.strategies}
     run_dirs, labels = [], []
     for seed in args.seeds:
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint_dir=str(work / "checkpoints" / name),
             )
             trainer = MultiModelTrainer(config)
-            results = train_for(trainer, args.minutes)
+            results = train_for(trainer, minutes)
             report = evaluate(trainer, num_episodes=args.episodes, temperature=EVAL_TEMPERATURE)
             summary = results["final_model_states"]
             pool = next(iter(trainer.pools.values()))
@@ -106,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: win {report.teams['red'].win_rate:.2f}, {results['total_episodes']} episodes",
                 flush=True,
             )
+    per_run = (
+        f"{fields['max_episodes']} episodes per run"
+        if minutes is None
+        else f"{minutes:g} min per run"
+    )
     rows = []
     for strategy, rs in runs.items():
         wins, n = sum(r["wins"] for r in rs), sum(r["eval_episodes"] for r in rs)
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = print_table(
         f"\n{NAME}: team battle, 4 SmolLM2 LoRA slots vs {CONFIG['opponent_policy']}, "
-        f"{args.minutes} min per run, "
+        f"{per_run}, "
         f"seeds {args.seeds}; win rate at T={EVAL_TEMPERATURE} over {args.episodes} evaluation "
         f"episodes per seed",
         [
@@ -160,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "config": fields,
             "seeds": args.seeds,
-            "minutes": args.minutes,
+            "minutes": minutes,
+            "train_episodes": args.train_episodes,
             "table": table,
             "runs": runs,
         },

@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks.common import (
+    budget,
     ci,
     make_parser,
     model_fields,
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
     if args.quick:
         args.episodes, args.minutes = 2, None
+    minutes = budget(args, fields)
     rows, reports, training, run_dirs = [], {}, {}, []
     for level in args.levels:
         tag = f"c{level:g}"
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             reports[f"{tag}/before/T{t:g}"] = report
             rows.append(row(f"c={level:g} before, T={t:g}", report))
         trainer = MultiModelTrainer(config)
-        results = train_for(trainer, args.minutes)
+        results = train_for(trainer, minutes)
         training[tag] = {k: results[k] for k in ("total_episodes", "training_time")}
         run_dirs.append(results["log_dir"])
         for t in TEMPERATURES:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks.common import (
+    budget,
     ci,
     make_parser,
     model_fields,
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     fields["opponent_policy"] = args.opponent
     if args.quick:
         args.episodes, args.minutes = 2, None
+    minutes = budget(args, fields)
     config = MultiModelConfig(
         **fields,
         seed=args.seed,
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(reports[f"before/{args.opponent}/T0.7"].table(), flush=True)
 
     trainer = MultiModelTrainer(config)
-    results = train_for(trainer, args.minutes)
+    results = train_for(trainer, minutes)
     for opponent, t in evals:
         reports[f"after/{opponent}/T{t:g}"] = evaluate(
             trainer, num_episodes=args.episodes, opponent=opponent, temperature=t

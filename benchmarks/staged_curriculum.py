@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.common import (
+    budget,
     ci,
     make_parser,
     model_fields,
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         fields.update(batch_size=4, group_size=2, episode_length=2, learning_rate=1e-2)
         fields["env_kwargs"].update(warmup_episodes=1, episodes_per_stage=1)
         fields["max_episodes"], args.episodes, args.minutes = 4, 2, None
+    minutes = budget(args, fields)
     config = MultiModelConfig(
         **fields,
         seed=args.seed,
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_dir=str(work / "checkpoints" / f"{NAME}_s{args.seed}"),
     )
     trainer = MultiModelTrainer(config)
-    results = train_for(trainer, args.minutes)
+    results = train_for(trainer, minutes)
     report = evaluate(trainer, num_episodes=args.episodes)
     print(report.table(), flush=True)
 

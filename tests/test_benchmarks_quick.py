@@ -23,3 +23,16 @@ def test_quick_run_writes_table_json_and_png(name, tmp_path, capsys):
     assert data["table"] in printed
     png = tmp_path / f"{name}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_episodes_replaces_the_minutes_budget():
+    from benchmarks.common import budget, make_parser
+
+    parser = make_parser("x", minutes=5.0, episodes=8)
+    fields = {"max_episodes": 100_000}
+    assert budget(parser.parse_args([]), fields) == 5.0
+    assert fields["max_episodes"] == 100_000
+    assert budget(parser.parse_args(["--train-episodes", "12"]), fields) is None
+    assert fields["max_episodes"] == 12
+    with pytest.raises(SystemExit, match="--train-episodes must be a positive integer"):
+        budget(parser.parse_args(["--train-episodes", "0"]), fields)
