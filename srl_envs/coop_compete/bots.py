@@ -1,7 +1,8 @@
 """Scripted players of the commons game. They read the text prompt and answer in text.
 
 * ``random``: a uniform harvest in ``0..max_harvest``.
-* ``heuristic``: takes its share of the safe total the prompt states ("about N each"),
+* ``heuristic``: takes its share of the safe total the prompt states ("about N each"; with
+  ``safe_hint=False`` it works that share out from the rules and the stock),
   so that when every player does the same the stock never shrinks; says so in a message.
 * ``greedy``: always takes the maximum.
 
@@ -13,12 +14,39 @@ from __future__ import annotations
 
 import re
 
+from srl_envs.coop_compete.core import Params, safe_total_harvest
 from srl_envs.policies import ScriptedPolicy
 
 __all__ = ["BOTS", "GreedyHarvest", "RandomHarvest", "SustainableHarvest"]
 
 _MAX_RE = re.compile(r"^Rules: each round every fisher picks a harvest from 0 to (\d+)\.", re.M)
 _SAFE_RE = re.compile(r"^Safe total this round: (\d+) \(about (\d+) each\)", re.M)
+_FISHERS_RE = re.compile(r"^You are player_\d+, one of (\d+) fishers", re.M)
+_REGROW_RE = re.compile(
+    r"multiplied by ([0-9.]+) \(rounded down\), up to the capacity of (\d+)\. "
+    r"If less than (\d+) is left"
+)
+_STOCK_RE = re.compile(r"^Stock now: (\d+) ", re.M)
+
+
+def _safe_share(observation: str) -> int:
+    """The per-head share of the safe total: read from the hint line, or, when the prompt
+    has none (``safe_hint=False``), worked out from the rules and the stock it states."""
+    m = _SAFE_RE.search(observation)
+    if m:
+        return int(m.group(2))
+    fishers, regrow, stock = (r.search(observation) for r in (_FISHERS_RE, _REGROW_RE, _STOCK_RE))
+    if not (fishers and regrow and stock):
+        return 0
+    n = int(fishers.group(1))
+    params = Params(
+        num_agents=n,
+        capacity=int(regrow.group(2)),
+        regen_rate=float(regrow.group(1)) - 1.0,
+        collapse_threshold=int(regrow.group(3)),
+        max_harvest=1,
+    )
+    return safe_total_harvest(params, int(stock.group(1))) // n
 
 
 def _max_harvest(observation: str) -> int:
@@ -41,8 +69,7 @@ class SustainableHarvest(ScriptedPolicy):
     name = "heuristic"
 
     def act(self, observation: str) -> str:
-        m = _SAFE_RE.search(observation)
-        each = int(m.group(2)) if m else 0
+        each = _safe_share(observation)
         return f"HARVEST: {each}\nMESSAGE: let's each take {each} so the lake lasts"
 
 

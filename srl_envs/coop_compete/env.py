@@ -75,11 +75,16 @@ Arguments
 ``capacity // num_models``): [1, capacity]. ``collapse_threshold`` (5): [1, capacity-1].
 ``message_max_chars`` (120): [0, 500], 0 disables messages. ``action_mode`` ("text"):
 "text" or "structured". ``competition_intensity`` (0.0): >= 0. ``format_penalty``
-(0.1): >= 0. ``render_mode`` (None): None or "ansi".
+(0.1): >= 0. ``render_mode`` (None): None or "ansi". ``safe_hint`` (True): whether the
+text prompt states the safe total and its per-head share (and shows that share as the
+example answer). With ``False`` the prompt gives the rules, the stock and the history only,
+so an agent has to work out a sustainable harvest itself: an untrained model then shows
+how much restraint it has. The structured observation keeps the safe total either way.
 
 Version History
 ---------------
-* v0: initial version
+* v0: initial version. ``safe_hint`` was added later; its default is the original
+  prompt.
 """
 
 from __future__ import annotations
@@ -127,8 +132,11 @@ class CoopCompeteEnv(SRLParallelEnv):
         competition_intensity: float = 0.0,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        safe_hint: bool = True,
     ) -> None:
         check_int_range("num_models", num_models, core.MIN_AGENTS, core.MAX_AGENTS)
+        if not isinstance(safe_hint, (bool, np.bool_)):
+            raise ValueError(f"safe_hint must be True or False, got {safe_hint!r}")
         self.params = Params(
             num_agents=num_models,
             episode_length=episode_length,
@@ -138,7 +146,8 @@ class CoopCompeteEnv(SRLParallelEnv):
             collapse_threshold=collapse_threshold,
             message_max_chars=message_max_chars,
         )
-        self._renderer = Renderer(self.params)
+        self.safe_hint = bool(safe_hint)
+        self._renderer = Renderer(self.params, safe_hint=self.safe_hint)
         self._index = {agent_name(i): i for i in range(self.params.num_agents)}
         self._state: State = core.initial_state(self.params)
         super().__init__(

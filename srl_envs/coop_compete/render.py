@@ -2,7 +2,8 @@
 
 The prompt is all an LLM agent sees, so it states the rules briefly, the current stock,
 the regrowth rule, a sustainable-harvest hint in plain numbers, the last rounds and the
-others' messages, and ends with the answer format and an example. It stays short so that
+others' messages, and ends with the answer format and an example (with ``safe_hint`` off:
+no hint, and the format without an example number). It stays short so that
 small (135M-parameter) models can follow it. The bots in :mod:`.bots` read it back, so
 the line prefixes below (``Round``, ``Stock now:``, ``Safe total this round:``) are a
 contract: change them together with the bots (and bump the env version).
@@ -24,8 +25,9 @@ def agent_name(index: int) -> str:
 class Renderer:
     """Builds prompts; the parts that never change within a game are built once."""
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: Params, safe_hint: bool = True) -> None:
         self.params = params
+        self.safe_hint = safe_hint
         p = params
         n = p.num_agents
         self._names = [agent_name(i) for i in range(n)]
@@ -41,14 +43,18 @@ class Renderer:
         self._headers = [
             f"You are {name}, one of {n} fishers sharing a lake. Round " for name in self._names
         ]
+        # With the hint, the example answer is the safe per-head share; without it the
+        # prompt shows the format only (any number there would be a hint of its own).
+        number = "<number>" if safe_hint else f"<number from 0 to {p.max_harvest}>"
+        ending = " Example:\nHARVEST: " if safe_hint else ""
         if p.message_max_chars > 0:
             self._answer = (
-                'Reply with a line "HARVEST: <number>" and, if you like, a line '
-                f'"MESSAGE: <note to the others, at most {p.message_max_chars} characters>". '
-                "Example:\nHARVEST: "
+                f'Reply with a line "HARVEST: {number}" and, if you like, a line '
+                f'"MESSAGE: <note to the others, at most {p.message_max_chars} characters>".'
+                + ending
             )
         else:
-            self._answer = 'Reply with one line "HARVEST: <number>". Example:\nHARVEST: '
+            self._answer = f'Reply with one line "HARVEST: {number}".' + ending
         self._safe_cache: dict[int, int] = {}
 
     def safe_total(self, stock: int) -> int:
@@ -68,7 +74,7 @@ class Renderer:
             self._rules,
             f"Stock now: {state.stock} (capacity {p.capacity}).",
         ]
-        if not done:
+        if not done and self.safe_hint:
             safe = self.safe_total(state.stock)
             each = safe // n
             lines.append(
@@ -89,6 +95,8 @@ class Renderer:
                 lines.append("Game over: the lake collapsed.")
             else:
                 lines.append(f"Game over: all {p.episode_length} rounds played.")
+        elif not self.safe_hint:
+            lines.append(self._answer)
         else:
             example = self._answer + str(each)
             if p.message_max_chars > 0:

@@ -387,8 +387,8 @@ def test_structured_mode_bounds_and_decoding():
 
 
 # ----------------------------------------------------------------------------- bots
-def _play_bots(bot_cls, num_models: int = 4, seed: int = 0):
-    env = CoopCompeteEnv(num_models=num_models)
+def _play_bots(bot_cls, num_models: int = 4, seed: int = 0, **env_kwargs):
+    env = CoopCompeteEnv(num_models=num_models, **env_kwargs)
     bots = {a: bot_cls(seed=i) for i, a in enumerate(env.possible_agents)}
     obs, _ = env.reset(seed=seed)
     rounds, infos = 0, {}
@@ -422,6 +422,38 @@ def test_random_bot_and_registry():
     assert min(amounts) >= 0 and max(amounts) <= 33 and len(amounts) > 20
     env2 = create_multi_model_coop_compete_env(num_models=2, cooperation_level=1.0, capacity=50)
     assert env2.params.capacity == 50 and env2.cooperation_level == 1.0
+
+
+def test_without_the_safe_hint_the_prompt_gives_no_number_to_copy():
+    env = CoopCompeteEnv(num_models=4, safe_hint=False, message_max_chars=0)
+    obs, _ = env.reset(seed=0)
+    prompt = obs["player_0"]
+    assert "Safe total" not in prompt and "about" not in prompt and "Example" not in prompt
+    assert prompt.endswith('Reply with one line "HARVEST: <number from 0 to 25>".')
+    assert "Stock now: 100 (capacity 100)." in prompt
+    with_messages = CoopCompeteEnv(num_models=4, safe_hint=False).reset(seed=0)[0]["player_0"]
+    assert "let's each take" not in with_messages and "MESSAGE: <note" in with_messages
+    hinted = CoopCompeteEnv(num_models=4, message_max_chars=0).reset(seed=0)[0]["player_0"]
+    assert hinted.endswith("Example:\nHARVEST: 12")
+
+
+@pytest.mark.parametrize("regen_rate", [0.3, 1.0, 1.7])
+@pytest.mark.parametrize("num_models", [2, 3, 8])
+def test_heuristic_bot_works_out_the_safe_share_without_the_hint(regen_rate, num_models):
+    hinted = CoopCompeteEnv(num_models=num_models, regen_rate=regen_rate, capacity=120)
+    bare = CoopCompeteEnv(
+        num_models=num_models, regen_rate=regen_rate, capacity=120, safe_hint=False
+    )
+    hinted.reset(seed=0)
+    bare.reset(seed=0)
+    bot = SustainableHarvest()
+    for stock in range(5, 121):
+        state = State(stock=stock)
+        with_hint = hinted._renderer.prompt(state, 0)
+        assert "Safe total" in with_hint
+        assert bot.act(bare._renderer.prompt(state, 0)) == bot.act(with_hint)
+    rounds, info = _play_bots(SustainableHarvest, num_models, safe_hint=False)
+    assert rounds == 10 and info["alive"] and info["stock"] == 100
 
 
 def test_bots_ignore_text_inside_messages():
@@ -458,6 +490,7 @@ def test_bots_ignore_text_inside_messages():
         ({"competition_intensity": -1}, "competition_intensity"),
         ({"format_penalty": -0.1}, "format_penalty"),
         ({"render_mode": "human"}, "render_mode"),
+        ({"safe_hint": "no"}, "safe_hint"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
