@@ -7,7 +7,10 @@
 Four fishers share a lake (capacity 100, the stock doubles each round, max 25 per head).
 ``player_0`` and ``player_1`` are two SmolLM2 LoRA slots (GRPO, ASYNCHRONOUS updates: two
 independent policies); ``player_2`` and ``player_3`` are the scripted ``heuristic`` bot,
-which takes its share of the safe total every round. The same population trains once per
+which takes its share of the safe total every round. The LoRA agents' prompt states the
+rules, the stock and the last rounds but not the safe total (``safe_hint=False``; with
+``--safe-hint`` it does, and the untrained model copies that share): a sustainable harvest
+has to be learned from the rewards. The same population trains once per
 cooperation level: with high cooperation (0.9) every agent's reward is nearly the group's,
 with 0 it is zero-sum (own harvest against the others' mean). Before and after training it
 is evaluated on the same evaluation seeds, greedy and sampled at temperature 0.7 (greedy
@@ -38,7 +41,9 @@ NAME = "learning_commons"
 CONFIG = dict(
     env="coop_compete",
     num_models=2,
-    env_kwargs={"num_models": 4},
+    # No safe-harvest hint: with it the prompt's example is the safe share and the untrained
+    # model copies it (RESULTS.md section 2: survival 1.00, share 0.50 before any training).
+    env_kwargs={"num_models": 4, "safe_hint": False},
     opponent_policy="heuristic",
     training_mode="cooperative",
     weight_update_strategy="asynchronous",
@@ -47,6 +52,7 @@ CONFIG = dict(
     group_size=4,
     learning_rate=1e-3,
     beta=0.0,
+    scale_rewards=False,  # as in learning_team_battle: small groups, no std blow-up
     temperature=1.0,
     max_new_tokens=8,
     response_prefix="HARVEST:",
@@ -82,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.9, 0.0],
         help="cooperation levels to train at (default 0.9 0.0)",
     )
+    parser.add_argument(
+        "--safe-hint",
+        action="store_true",
+        help="state the safe total and its per-head share in the prompt (the env's original "
+        "prompt; the untrained model copies that share)",
+    )
     args = parser.parse_args(argv)
     out, work = output_dirs(args)
     from srl_trainers import MultiModelConfig, MultiModelTrainer
@@ -89,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from srl_trainers.plot import plot_runs
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
+    fields["env_kwargs"] = {**fields["env_kwargs"], "safe_hint": args.safe_hint}
     if args.quick:
         args.episodes, args.minutes = 2, None
     minutes = budget(args, fields)
