@@ -2,7 +2,7 @@
 
     python -m benchmarks.compare_strategies                          # full: 2 seeds x 5 min each
     python -m benchmarks.compare_strategies --seeds 0 1 2 --minutes 8
-    python -m benchmarks.compare_strategies --train-episodes 32      # a fixed episode budget
+    python -m benchmarks.compare_strategies --train-episodes 32      # RESULTS.md's run
     python -m benchmarks.compare_strategies --strategies synchronized federated --minutes 3
     python -m benchmarks.compare_strategies --quick                  # smoke run, tiny model
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks.learning_commons                    # full: 10 min per level
     python -m benchmarks.learning_commons --minutes 5 --levels 0.9 0.0
+    python -m benchmarks.learning_commons --train-episodes 16 --episodes 16  # RESULTS.md's run
     python -m benchmarks.learning_commons --quick            # smoke run, tiny random model
 
 Four fishers share a lake (capacity 100, the stock doubles each round, max 25 per head).
