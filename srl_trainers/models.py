@@ -564,7 +564,10 @@ class ModelPool:
             states = causal_lm.model(
                 input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False
             ).last_hidden_state
-            # positions P-1 .. P+T-2 predict the completion
+            # positions P-1 .. P+T-2 predict the completion. The head runs in the model's dtype
+            # (TRL upcasts it): against a float32 head, SmolLM2's bf16 per-token log-probs
+            # differ by 0.02 on average, 0.10 at most (measured on team battle prompts). The
+            # GRPO/PPO "old" log-probs come from this same path, so the ratio is unaffected.
             logits = causal_lm.lm_head(states[:, P - 1 : P + T - 1, :].contiguous()).float()
             logprobs = selective_log_softmax(logits, targets, temperature=temperature) * mask
             entropy = None
