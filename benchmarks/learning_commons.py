@@ -42,9 +42,7 @@ NAME = "learning_commons"
 CONFIG = dict(
     env="coop_compete",
     num_models=2,
-    # No safe-harvest hint: with it the prompt's example is the safe share and the untrained
-    # model copies it (RESULTS.md section 2: survival 1.00, share 0.50 before any training).
-    env_kwargs={"num_models": 4, "safe_hint": False},
+    env_kwargs={"num_models": 4},
     opponent_policy="heuristic",
     training_mode="cooperative",
     weight_update_strategy="asynchronous",
@@ -102,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from srl_trainers.plot import plot_runs
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
+    # No safe-harvest hint unless --safe-hint: with it the prompt's example is the safe share
+    # and the untrained model copies it (RESULTS.md section 2: survival 1.00, share 0.50).
     fields["env_kwargs"] = {**fields["env_kwargs"], "safe_hint": args.safe_hint}
     if args.quick:
         args.episodes, args.minutes = 2, None

@@ -12,6 +12,7 @@ inside other players' messages (always quoted after ``player_k:``) cannot fool t
 
 from __future__ import annotations
 
+import functools
 import re
 
 from srl_envs.coop_compete.core import Params, safe_total_harvest
@@ -38,15 +39,26 @@ def _safe_share(observation: str) -> int:
     fishers, regrow, stock = (r.search(observation) for r in (_FISHERS_RE, _REGROW_RE, _STOCK_RE))
     if not (fishers and regrow and stock):
         return 0
-    n = int(fishers.group(1))
+    return _share_from_rules(
+        int(fishers.group(1)),
+        regrow.group(1),
+        int(regrow.group(2)),
+        int(regrow.group(3)),
+        int(stock.group(1)),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _share_from_rules(n: int, factor: str, capacity: int, threshold: int, stock: int) -> int:
+    """Cached: bots act every round of every env copy, and games revisit the same stocks."""
     params = Params(
         num_agents=n,
-        capacity=int(regrow.group(2)),
-        regen_rate=float(regrow.group(1)) - 1.0,
-        collapse_threshold=int(regrow.group(3)),
+        capacity=capacity,
+        regen_rate=float(factor) - 1.0,
+        collapse_threshold=threshold,
         max_harvest=1,
     )
-    return safe_total_harvest(params, int(stock.group(1))) // n
+    return safe_total_harvest(params, stock) // n
 
 
 def _max_harvest(observation: str) -> int:
