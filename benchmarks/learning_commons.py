@@ -37,6 +37,7 @@ from benchmarks.common import (
     train_for,
     write_json,
 )
+from srl_envs.coop_compete.bots import BOTS
 
 NAME = "learning_commons"
 CONFIG = dict(
@@ -60,6 +61,17 @@ CONFIG = dict(
 )
 QUICK = dict(batch_size=4, group_size=2, episode_length=2, max_episodes=2, learning_rate=1e-2)
 TEMPERATURES = (0.0, 0.7)
+OPPONENTS = ("heuristic", "heuristic")  # player_2, player_3 (--opponents)
+
+
+def opponent_mapping(config, opponents: list[str]) -> dict[str, str] | None:
+    """The policy mapping for ``--opponents``: the LoRA slots play player_0 and player_1, the
+    two bots the others; None (the config's default mapping) for the default pair."""
+    if tuple(opponents) == OPPONENTS:
+        return None
+    slots = config.slot_ids()
+    bots = {f"player_{2 + i}": f"bot:{name}" for i, name in enumerate(opponents)}
+    return {"player_0": slots[0], "player_1": slots[1], **bots}
 
 
 def row(label: str, report) -> list:
@@ -93,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         help="state the safe total and its per-head share in the prompt (the env's original "
         "prompt; the untrained model copies that share)",
     )
+    parser.add_argument(
+        "--opponents",
+        nargs=2,
+        default=list(OPPONENTS),
+        choices=sorted(BOTS),
+        metavar="BOT",
+        help="the scripted fishers player_2 and player_3 (default: heuristic heuristic; "
+        "'greedy heuristic' puts a fisher that always takes the maximum in the lake, so the "
+        "LoRA fishers must hold back for the stock to last)",
+    )
     args = parser.parse_args(argv)
     out, work = output_dirs(args)
     from srl_trainers import MultiModelConfig, MultiModelTrainer
@@ -103,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     # No safe-harvest hint unless --safe-hint: with it the prompt's example is the safe share
     # and the untrained model copies it (RESULTS.md section 2: survival 1.00, share 0.50).
     fields["env_kwargs"] = {**fields["env_kwargs"], "safe_hint": args.safe_hint}
+    fields["policy_mapping"] = opponent_mapping(MultiModelConfig(**fields), args.opponents)
     if args.quick:
         args.episodes, args.minutes = 2, None
     minutes = budget(args, fields)
-    rows, reports, training, run_dirs = [], {}, {}, []
+    rows, reports, training, run_dirs, configs = [], {}, {}, [], {}
     for level in args.levels:
         tag = f"c{level:g}"
         config = MultiModelConfig(
@@ -117,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             log_dir=str(work / "runs"),
             checkpoint_dir=str(work / "checkpoints" / f"{NAME}_{tag}_s{args.seed}"),
         )
+        configs[tag] = config.to_dict()
         for t in TEMPERATURES:
             report = evaluate(config, num_episodes=args.episodes, temperature=t)
             reports[f"{tag}/before/T{t:g}"] = report
@@ -131,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row(f"c={level:g} after {results['total_episodes']} ep, T={t:g}", report))
         print(reports[f"{tag}/after/T0"].table(), flush=True)
     table = print_table(
-        f"\n{NAME}: 2 SmolLM2 LoRA fishers + 2 heuristic bots, 4 agents, "
+        f"\n{NAME}: 2 SmolLM2 LoRA fishers + bots {' + '.join(args.opponents)}, 4 agents, "
         f"{fields['episode_length']} rounds; share = LoRA agents' share of the group harvest",
         [
             "evaluation",
@@ -166,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         {
             "levels": args.levels,
+            "configs": configs,
             "training": training,
             "table": table,
             "reports": {k: r.to_dict() for k, r in reports.items()},

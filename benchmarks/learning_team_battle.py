@@ -104,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=BOTS,
         help="the scripted team trained against (default heuristic)",
     )
+    parser.add_argument(
+        "--format-penalty",
+        type=float,
+        default=None,
+        metavar="P",
+        help="reward lost per invalid answer (default: the env's 0.1). An invalid answer plays "
+        "the equal split, which draws against the heuristic team: with a penalty below a "
+        "loss's cost, invalid answers can out-score valid ones",
+    )
     args = parser.parse_args(argv)
     out, work = output_dirs(args)
     from srl_trainers import MultiModelConfig, MultiModelTrainer
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
     fields["opponent_policy"] = args.opponent
+    if args.format_penalty is not None:
+        fields["env_kwargs"] = {**fields["env_kwargs"], "format_penalty": args.format_penalty}
     if args.quick:
         args.episodes, args.minutes = 2, None
     minutes = budget(args, fields)

@@ -36,3 +36,51 @@ def test_train_episodes_replaces_the_minutes_budget():
     assert fields["max_episodes"] == 12
     with pytest.raises(SystemExit, match="--train-episodes must be a positive integer"):
         budget(parser.parse_args(["--train-episodes", "0"]), fields)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "extra", "check"),
+    [
+        (
+            "learning_commons",
+            ["--opponents", "greedy", "heuristic"],
+            lambda data: all(
+                c["policy_mapping"]["player_2"] == "bot:greedy" for c in data["configs"].values()
+            ),
+        ),
+        (
+            "learning_team_battle",
+            ["--format-penalty", "1.0"],
+            lambda data: data["config"]["env_kwargs"]["format_penalty"] == 1.0,
+        ),
+    ],
+)
+def test_quick_run_with_setting_options(name, extra, check, tmp_path):
+    module = importlib.import_module(f"benchmarks.{name}")
+    assert module.main(["--quick", "--out", str(tmp_path), *extra]) == 0
+    assert check(json.loads((tmp_path / f"{name}.json").read_text()))
+
+
+def test_commons_opponents_put_the_two_bots_on_player_2_and_3():
+    from benchmarks.learning_commons import CONFIG, opponent_mapping
+    from srl_trainers import MultiModelConfig
+
+    config = MultiModelConfig(**CONFIG, model_types=["smollm2"])
+    assert opponent_mapping(config, ["heuristic", "heuristic"]) is None
+    mapping = opponent_mapping(config, ["greedy", "heuristic"])
+    assert mapping == {
+        "player_0": "model_0_smollm2",
+        "player_1": "model_1_smollm2",
+        "player_2": "bot:greedy",
+        "player_3": "bot:heuristic",
+    }
+    assert MultiModelConfig(**CONFIG, model_types=["smollm2"], policy_mapping=mapping)
+
+
+def test_commons_opponents_reject_an_unknown_bot(capsys):
+    from benchmarks.learning_commons import main
+
+    with pytest.raises(SystemExit):
+        main(["--quick", "--opponents", "greedy", "nobody"])
+    assert "invalid choice: 'nobody'" in capsys.readouterr().err
