@@ -10,6 +10,7 @@ PNGs go). The benchmarks themselves only build configs and call the library
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import platform
 import shlex
@@ -45,6 +46,15 @@ def make_parser(description: str, *, minutes: float, episodes: int) -> argparse.
         metavar="N",
         help="a fixed budget of N training episodes per run instead of --minutes: the result "
         "then does not depend on the machine's speed or load (wall time is still reported)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a MultiModelConfig field of the benchmark's preset (repeatable; lists "
+        "and mappings as YAML, e.g. --set group_size=8 --set "
+        "weight_update_strategy=synchronized); the JSON records the command",
     )
     parser.add_argument(
         "--episodes",
@@ -121,14 +131,40 @@ def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def budget(args: argparse.Namespace, fields: dict[str, Any]) -> float | None:
-    """Apply ``--train-episodes`` (sets ``max_episodes`` in ``fields``) and return the wall-clock
-    budget in minutes for :func:`train_for` (None when the episode budget rules)."""
+    """Apply ``--set`` and ``--train-episodes`` (sets ``max_episodes``) to ``fields`` and return
+    the wall-clock budget in minutes for :func:`train_for` (None when the episode budget
+    rules)."""
+    fields.update(overrides(args.set))
     if args.train_episodes is None:
         return args.minutes
     if args.train_episodes < 1:
         raise SystemExit(f"--train-episodes must be a positive integer, got {args.train_episodes}")
     fields["max_episodes"] = args.train_episodes
     return None
+
+
+def overrides(assignments: Sequence[str]) -> dict[str, Any]:
+    """``["group_size=8", ...]`` -> ``{"group_size": 8}``, values read as on the CLI of
+    ``srl_trainers.run``; a malformed item or an unknown field exits with the fix."""
+    from srl_trainers.config import ConfigError, MultiModelConfig
+    from srl_trainers.run import coerce_field
+
+    names = MultiModelConfig.field_names()
+    result = {}
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise SystemExit(f"--set {item!r}: use FIELD=VALUE, e.g. --set group_size=8")
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise SystemExit(f"--set {item!r}: unknown config field {name!r}{hint}")
+        try:
+            result[name] = coerce_field(name, raw)
+        except ConfigError as exc:
+            raise SystemExit(f"--set {item!r}: {exc}") from None
+    return result
 
 
 def train_for(trainer, minutes: float | None) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _coerce(name: str, raw: str) -> Any:
+def coerce_field(name: str, raw: str) -> Any:
     """A command-line string -> the value of config field ``name`` (YAML for non-strings)."""
     hint = typing.get_type_hints(MultiModelConfig)[name]
     if hint is str or hint == (str | None):
@@ -132,7 +132,7 @@ def build_config(args: argparse.Namespace) -> MultiModelConfig:
             overrides[name] = getattr(args, name)
     for key, value in vars(args).items():
         if key.startswith("field__") and value is not None:
-            overrides[key[7:]] = _coerce(key[7:], value)
+            overrides[key[7:]] = coerce_field(key[7:], value)
     if args.model is not None:
         if args.model in DEFAULT_MODEL_NAMES:
             overrides["model_types"] = [args.model]

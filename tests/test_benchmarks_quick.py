@@ -84,3 +84,21 @@ def test_commons_opponents_reject_an_unknown_bot(capsys):
     with pytest.raises(SystemExit):
         main(["--quick", "--opponents", "greedy", "nobody"])
     assert "invalid choice: 'nobody'" in capsys.readouterr().err
+
+
+def test_set_overrides_preset_fields_and_names_a_bad_one():
+    from benchmarks.common import budget, make_parser
+
+    parser = make_parser("x", minutes=5.0, episodes=8)
+    fields = {"group_size": 4, "env_kwargs": {"num_models": 4}}
+    args = parser.parse_args(
+        ["--set", "group_size=8", "--set", "env_kwargs={num_models: 3}", "--set", "beta=0.04"]
+    )
+    assert budget(args, fields) == 5.0
+    assert fields == {"group_size": 8, "env_kwargs": {"num_models": 3}, "beta": 0.04}
+    with pytest.raises(SystemExit, match="unknown config field 'group_sise'.*group_size"):
+        budget(parser.parse_args(["--set", "group_sise=8"]), {})
+    with pytest.raises(SystemExit, match="use FIELD=VALUE"):
+        budget(parser.parse_args(["--set", "group_size"]), {})
+    with pytest.raises(SystemExit, match="not a valid value"):
+        budget(parser.parse_args(["--set", "env_kwargs={a: [1"]), {})
