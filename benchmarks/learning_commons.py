@@ -3,6 +3,7 @@
     python -m benchmarks.learning_commons                    # full: 10 min per level
     python -m benchmarks.learning_commons --minutes 5 --levels 0.9 0.0
     python -m benchmarks.learning_commons --train-episodes 16 --episodes 16  # RESULTS.md's run
+    python -m benchmarks.learning_commons --safe-hint --opponents greedy heuristic --levels 0.9
     python -m benchmarks.learning_commons --quick            # smoke run, tiny random model
 
 Four fishers share a lake (capacity 100, the stock doubles each round, max 25 per head).
@@ -20,7 +21,9 @@ keeps the lake alive). Reported: stock survival rate (Wilson interval), group we
 summed raw score of the four agents per episode: 1.0 per agent and round is the sustainable
 pace), and the LoRA agents' share of the group's harvest (0.5 = as much as the two bots).
 Goals: at 0.9 the trained population keeps the stock alive more often than the untrained
-one; at 0.0 the LoRA agents' share rises.
+one; at 0.0 the LoRA agents' share rises. Beside two heuristic bots the untrained fishers
+already keep the lake alive (RESULTS.md section 2); ``--opponents greedy heuristic`` puts a
+fisher that always takes the maximum on ``player_2``, so the LoRA fishers must hold back.
 """
 
 from __future__ import annotations
