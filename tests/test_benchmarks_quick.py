@@ -96,7 +96,7 @@ def test_set_overrides_preset_fields_and_names_a_bad_one():
     )
     assert budget(args, fields) == 5.0
     assert fields == {"group_size": 8, "env_kwargs": {"num_models": 3}, "beta": 0.04}
-    with pytest.raises(SystemExit, match="unknown config field 'group_sise'.*group_size"):
+    with pytest.raises(SystemExit, match=r"unknown config field 'group_sise'.*group_size"):
         budget(parser.parse_args(["--set", "group_sise=8"]), {})
     with pytest.raises(SystemExit, match="use FIELD=VALUE"):
         budget(parser.parse_args(["--set", "group_size"]), {})
