@@ -54,7 +54,8 @@ def make_parser(description: str, *, minutes: float, episodes: int) -> argparse.
         metavar="FIELD=VALUE",
         help="override a MultiModelConfig field of the benchmark's preset (repeatable; lists "
         "and mappings as YAML, e.g. --set group_size=8 --set "
-        "weight_update_strategy=synchronized); the JSON records the command",
+        "weight_update_strategy=synchronized). The script's own options (--safe-hint, "
+        "--opponents, --format-penalty, ...) apply on top of it. The JSON records the command",
     )
     parser.add_argument(
         "--episodes",

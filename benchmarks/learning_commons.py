@@ -125,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     from srl_trainers.plot import plot_runs
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
+    if args.quick:
+        args.episodes, args.minutes = 2, None
+    minutes = budget(args, fields)  # after --set, so the slot ids below are the final ones
     # No safe-harvest hint unless --safe-hint: with it the prompt's example is the safe share
     # and the untrained model copies it (RESULTS.md section 2: survival 1.00, share 0.50).
     fields["env_kwargs"] = {**fields["env_kwargs"], "safe_hint": args.safe_hint}
-    fields["policy_mapping"] = opponent_mapping(MultiModelConfig(**fields), args.opponents)
-    if args.quick:
-        args.episodes, args.minutes = 2, None
-    minutes = budget(args, fields)
+    mapping = opponent_mapping(MultiModelConfig(**fields), args.opponents)
+    if mapping is not None:
+        fields["policy_mapping"] = mapping
     rows, reports, training, run_dirs, configs = [], {}, {}, [], {}
     for level in args.levels:
         tag = f"c{level:g}"

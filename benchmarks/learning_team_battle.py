@@ -120,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     from srl_trainers.plot import plot_runs
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
-    fields["opponent_policy"] = args.opponent
-    if args.format_penalty is not None:
-        fields["env_kwargs"] = {**fields["env_kwargs"], "format_penalty": args.format_penalty}
     if args.quick:
         args.episodes, args.minutes = 2, None
     minutes = budget(args, fields)
+    fields["opponent_policy"] = args.opponent
+    if args.format_penalty is not None:
+        fields["env_kwargs"] = {**fields["env_kwargs"], "format_penalty": args.format_penalty}
     config = MultiModelConfig(
         **fields,
         seed=args.seed,

@@ -55,19 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     fields.update(
         env="staged",
         training_mode="mixed",
-        env_kwargs={
-            "base": "coop_compete",
-            "num_models": 4,
-            "warmup_episodes": args.warmup,
-            "advance": "episodes",
-            "episodes_per_stage": args.episodes_per_stage,
-        },
+        env_kwargs={"base": "coop_compete", "num_models": 4, "advance": "episodes"},
     )
+    schedule = {"warmup_episodes": args.warmup, "episodes_per_stage": args.episodes_per_stage}
     if args.quick:
         fields.update(batch_size=4, group_size=2, episode_length=2, learning_rate=1e-2)
-        fields["env_kwargs"].update(warmup_episodes=1, episodes_per_stage=1)
+        schedule = {"warmup_episodes": 1, "episodes_per_stage": 1}
         fields["max_episodes"], args.episodes, args.minutes = 4, 2, None
     minutes = budget(args, fields)
+    fields["env_kwargs"] = {**fields["env_kwargs"], **schedule}  # the options win over --set
     config = MultiModelConfig(
         **fields,
         seed=args.seed,
