@@ -10,7 +10,6 @@ PNGs go). The benchmarks themselves only build configs and call the library
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import platform
 import shlex
@@ -150,18 +149,14 @@ def overrides(assignments: Sequence[str]) -> dict[str, Any]:
     from srl_trainers.config import ConfigError, MultiModelConfig
     from srl_trainers.run import coerce_field
 
-    names = MultiModelConfig.field_names()
     result = {}
     for item in assignments:
         name, sep, raw = item.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or not name:
             raise SystemExit(f"--set {item!r}: use FIELD=VALUE, e.g. --set group_size=8")
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise SystemExit(f"--set {item!r}: unknown config field {name!r}{hint}")
         try:
+            MultiModelConfig.check_field_names([name])
             result[name] = coerce_field(name, raw)
         except ConfigError as exc:
             raise SystemExit(f"--set {item!r}: {exc}") from None

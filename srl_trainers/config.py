@@ -452,15 +452,20 @@ class MultiModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MultiModelConfig:
         """Build from a mapping; an unknown key raises a ConfigError with the closest names."""
+        cls.check_field_names(data)
+        return cls(**data)
+
+    @classmethod
+    def check_field_names(cls, keys) -> None:
+        """Raise a ConfigError naming the first unknown field and the closest valid ones."""
         names = cls.field_names()
-        for key in data:
+        for key in keys:
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ConfigError(
                     f"unknown config field {key!r}{hint}; valid fields: {', '.join(names)}"
                 )
-        return cls(**data)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> MultiModelConfig:
