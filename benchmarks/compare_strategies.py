@@ -4,6 +4,8 @@
     python -m benchmarks.compare_strategies --seeds 0 1 2 --minutes 8
     python -m benchmarks.compare_strategies --train-episodes 32      # RESULTS.md's run
     python -m benchmarks.compare_strategies --strategies synchronized federated --minutes 3
+    python -m benchmarks.compare_strategies --train-episodes 32 --seeds 0 1 2 \
+        --reuse benchmarks/results/compare_strategies.json   # add seed 2, keep seeds 0-1
     python -m benchmarks.compare_strategies --quick                  # smoke run, tiny model
 
 The setting of ``learning_team_battle`` (four SmolLM2 LoRA slots as team red against the
@@ -24,11 +26,19 @@ episodes with a 95% interval over seeds; optimizer steps (summed over the slots)
 training episodes and wall time; and the divergence between the group's adapters at the
 end (mean pairwise relative distance of their LoRA updates, 0 = identical). Output: a
 table, ``compare_strategies.json`` and ``compare_strategies.png`` (the learning curves).
+
+A comparison takes hours on a CPU, so the JSON is rewritten after every run, and
+``--reuse`` takes the runs of an earlier JSON (of the asked strategies and seeds) instead of
+training them again, provided they were trained with the same settings and budget: that
+adds seeds to a finished comparison, or goes on with one that was stopped.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from benchmarks.common import (
     budget,
@@ -47,6 +57,48 @@ STRATEGIES = ("synchronized", "asynchronous", "federated", "selective")
 EVAL_TEMPERATURE = 0.7
 
 
+def reusable_runs(
+    paths: list[str], setup: dict[str, Any], episodes: int
+) -> dict[tuple[str, int], dict]:
+    """``{(strategy, seed): run}`` from earlier ``compare_strategies.json`` files, each checked
+    to have been trained with ``setup`` (the preset's fields and the budget) and evaluated
+    on ``episodes`` games; a file that differs exits, naming what differs."""
+    setup = json.loads(json.dumps(setup, default=float))  # as the JSON stores it
+    found: dict[tuple[str, int], dict] = {}
+    for path in paths:
+        try:
+            saved = json.loads(Path(path).read_text())
+            old = {key: saved[key] for key in setup}
+            runs = saved["runs"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(
+                f"--reuse {path}: not a compare_strategies.json ({type(exc).__name__}: {exc})"
+            ) from None
+        differ = [
+            f"config.{k}"
+            for k in sorted(setup["config"].keys() | old["config"].keys())
+            if setup["config"].get(k) != old["config"].get(k)
+        ]
+        differ += [k for k in setup if k != "config" and setup[k] != old[k]]
+        if differ:
+            raise SystemExit(
+                f"--reuse {path}: its runs were trained with other settings ({', '.join(differ)} "
+                "differ); pass the same options as its command, or leave it out to train anew"
+            )
+        asked = saved.get("episodes")  # absent in older files: each run's count then
+        for strategy, strategy_runs in runs.items():
+            for run in strategy_runs:
+                played = run["eval_episodes"] if asked is None else asked
+                if played != episodes:
+                    raise SystemExit(
+                        f"--reuse {path}: {strategy} seed {run['seed']} was evaluated on "
+                        f"{played} episodes, this comparison on {episodes}; pass "
+                        f"--episodes {played}"
+                    )
+                found[(strategy, run["seed"])] = run
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__.splitlines()[0], minutes=5.0, episodes=32)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default 0 1)")
@@ -56,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         default=list(STRATEGIES),
         choices=STRATEGIES,
         help="strategies to compare (default: all four)",
+    )
+    parser.add_argument(
+        "--reuse",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="earlier compare_strategies.json files whose runs (of the asked strategies and "
+        "seeds) are taken instead of trained again; they must have been trained with the same "
+        "settings and budget, else the script exits naming what differs",
     )
     args = parser.parse_args(argv)
     out, work = output_dirs(args)
@@ -70,11 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.episodes, args.minutes, args.seeds = 2, None, args.seeds[:1]
     minutes = budget(args, fields)
+    setup = {"config": fields, "minutes": minutes}
+    earlier = reusable_runs(args.reuse, setup, args.episodes)
     runs: dict[str, list[dict]] = {s: [] for s in args.strategies}
     run_dirs, labels = [], []
     for seed in args.seeds:
         for strategy in args.strategies:
             name = f"{NAME}_{strategy}_s{seed}"
+            if (strategy, seed) in earlier:
+                run = earlier[(strategy, seed)]
+                runs[strategy].append(run)
+                log_dir = Path(run.get("log_dir", work / "runs" / name))
+                if log_dir.is_dir():  # curves of a reused run: where it logged, if still there
+                    run_dirs.append(str(log_dir))
+                    labels.append(f"{strategy} s{seed}")
+                else:
+                    print(f"{name}: no logs at {log_dir}, left out of the PNG", flush=True)
+                print(f"{name}: reused, {run['wins']}/{run['eval_episodes']} wins", flush=True)
+                continue
             config = MultiModelConfig(
                 **{**fields, "weight_update_strategy": strategy},
                 seed=seed,
@@ -100,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                     "updates": int(sum(summary[s]["update_count"] for s in trainer.slots)),
                     "divergence": adapter_divergence(pool.model, trainer.slots),
+                    "log_dir": str(results["log_dir"]),
                     "report": report.to_dict(),
                 }
             )
@@ -108,6 +183,19 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name}: win {report.teams['red'].win_rate:.2f}, {results['total_episodes']} episodes",
                 flush=True,
+            )
+            # so far, for --reuse if the comparison is stopped before the end
+            write_json(
+                out / f"{NAME}.json",
+                argv,
+                {
+                    **setup,
+                    "seeds": args.seeds,
+                    "episodes": args.episodes,
+                    "train_episodes": args.train_episodes,
+                    "runs": runs,
+                    "complete": False,
+                },
             )
     per_run = (
         f"{fields['max_episodes']} episodes per run"
@@ -166,10 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         out / f"{NAME}.json",
         argv,
         {
-            "config": fields,
+            **setup,
             "seeds": args.seeds,
-            "minutes": minutes,
+            "episodes": args.episodes,
             "train_episodes": args.train_episodes,
+            "complete": True,
             "table": table,
             "runs": runs,
         },

@@ -102,3 +102,43 @@ def test_set_overrides_preset_fields_and_names_a_bad_one():
         budget(parser.parse_args(["--set", "group_size"]), {})
     with pytest.raises(SystemExit, match="not a valid value"):
         budget(parser.parse_args(["--set", "env_kwargs={a: [1"]), {})
+
+
+def test_compare_strategies_reuses_runs_trained_with_the_same_setup(tmp_path):
+    from benchmarks.compare_strategies import reusable_runs
+
+    setup = {"config": {"group_size": 8, "env_kwargs": {"team_size": 4}}, "minutes": None}
+    run = {"seed": 1, "wins": 3, "eval_episodes": 32}
+    path = tmp_path / "compare_strategies.json"
+    path.write_text(json.dumps({**setup, "runs": {"federated": [run]}, "complete": False}))
+    assert reusable_runs([str(path)], setup, 32) == {("federated", 1): run}
+    assert reusable_runs([], setup, 32) == {}
+
+    other = {**setup, "config": {"group_size": 16, "env_kwargs": {"team_size": 4}}}
+    with pytest.raises(SystemExit, match=r"other settings \(config.group_size differ\)"):
+        reusable_runs([str(path)], other, 32)
+    with pytest.raises(SystemExit, match=r"other settings \(minutes differ\)"):
+        reusable_runs([str(path)], {**setup, "minutes": 5.0}, 32)
+    with pytest.raises(
+        SystemExit, match=r"federated seed 1 was evaluated on 32 episodes.*--episodes 32"
+    ):
+        reusable_runs([str(path)], setup, 64)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"not a compare_strategies\.json"):
+        reusable_runs([str(tmp_path / "bad.json"), str(path)], setup, 32)
+    with pytest.raises(SystemExit, match=r"not a compare_strategies\.json"):
+        reusable_runs([str(tmp_path / "missing.json")], setup, 32)
+
+
+@pytest.mark.slow
+def test_compare_strategies_quick_run_again_with_reuse_trains_nothing(tmp_path, capsys):
+    from benchmarks.compare_strategies import main
+
+    first = tmp_path / "first"
+    assert main(["--quick", "--strategies", "federated", "--out", str(first)]) == 0
+    capsys.readouterr()
+    again = ["--quick", "--strategies", "federated", "--out", str(first), "--work-dir", str(first)]
+    assert main([*again, "--reuse", str(first / "compare_strategies.json")]) == 0
+    assert "compare_strategies_federated_s0: reused" in capsys.readouterr().out
+    data = json.loads((first / "compare_strategies.json").read_text())
+    assert data["complete"] and len(data["runs"]["federated"]) == 1
