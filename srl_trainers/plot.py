@@ -25,6 +25,7 @@ from srl_trainers.monitor import METRICS_FILE, read_metrics
 __all__ = ["DEFAULT_KEYS", "main", "make_parser", "plot_metrics", "plot_runs"]
 
 DEFAULT_KEYS = ("model/*/avg_reward", "model/*/win_rate", "env/invalid_rate", "train/loss")
+LINE_STYLES = ("-", "--", ":", "-.")
 
 PathLike = str | os.PathLike[str]
 
@@ -137,15 +138,24 @@ def _plot(
             else:
                 lines.append((label, *_mean_series(recs, keys)))
         for i, (name, steps, values) in enumerate(lines):
-            color = f"C{i % 10}"
+            # ten colours, then the same colours dashed, dotted, ...: every line its own style
+            color, style = f"C{i % 10}", LINE_STYLES[i // 10 % len(LINE_STYLES)]
             if smooth > 1 and len(values) > 1:
-                ax.plot(steps, values, color=color, alpha=0.25, linewidth=1)
-                ax.plot(steps, _smooth(values, smooth), color=color, label=name, linewidth=1.8)
+                ax.plot(steps, values, color=color, linestyle=style, alpha=0.25, linewidth=1)
+                ax.plot(
+                    steps,
+                    _smooth(values, smooth),
+                    color=color,
+                    linestyle=style,
+                    label=name,
+                    linewidth=1.8,
+                )
             else:
                 ax.plot(
                     steps,
                     values,
                     color=color,
+                    linestyle=style,
                     label=name,
                     linewidth=1.5,
                     marker="." if len(values) < 30 else None,

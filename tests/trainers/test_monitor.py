@@ -323,6 +323,18 @@ def test_plot_runs_shared_axes(tmp_path):
         plot.plot_runs(runs, ["one"], "train/loss", tmp_path / "bad.png")
 
 
+def test_plot_runs_gives_more_than_ten_runs_distinct_line_styles(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
+    runs = [_fake_run(tmp_path, f"r{i}", offset=i / 10) for i in range(12)]
+    plot.plot_runs(runs, [f"run {i}" for i in range(12)], "train/loss", tmp_path / "many.png")
+    labelled = [line for line in drawn[0].axes[0].get_lines() if line.get_label().startswith("run")]
+    styles = {(line.get_color(), line.get_linestyle()) for line in labelled}
+    assert len(labelled) == 12 and len(styles) == 12
+
+
 def test_plot_cli(tmp_path, capsys):
     run = _fake_run(tmp_path, "cli")
     assert plot.main([str(run), "--out", str(tmp_path / "o.png"), "--keys", "train/loss"]) == 0
