@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     earlier = reusable_runs(args.reuse, setup, args.episodes)
     runs: dict[str, list[dict]] = {s: [] for s in args.strategies}
     run_dirs, labels = [], []
+
+    def save(**extra: Any) -> None:
+        info = {"seeds": args.seeds, "episodes": args.episodes, "runs": runs, **extra}
+        info["train_episodes"] = args.train_episodes
+        write_json(out / f"{NAME}.json", argv, {**setup, **info})
+
     for seed in args.seeds:
         for strategy in args.strategies:
             name = f"{NAME}_{strategy}_s{seed}"
@@ -184,19 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: win {report.teams['red'].win_rate:.2f}, {results['total_episodes']} episodes",
                 flush=True,
             )
-            # so far, for --reuse if the comparison is stopped before the end
-            write_json(
-                out / f"{NAME}.json",
-                argv,
-                {
-                    **setup,
-                    "seeds": args.seeds,
-                    "episodes": args.episodes,
-                    "train_episodes": args.train_episodes,
-                    "runs": runs,
-                    "complete": False,
-                },
-            )
+            save(complete=False)  # so far, for --reuse if the comparison is stopped
     per_run = (
         f"{fields['max_episodes']} episodes per run"
         if minutes is None
@@ -250,19 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         title=f"{NAME}: training curves",
     )
     print(f"learning curves: {png}")
-    write_json(
-        out / f"{NAME}.json",
-        argv,
-        {
-            **setup,
-            "seeds": args.seeds,
-            "episodes": args.episodes,
-            "train_episodes": args.train_episodes,
-            "complete": True,
-            "table": table,
-            "runs": runs,
-        },
-    )
+    save(complete=True, table=table)
     return 0
 
 
