@@ -137,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dirs, labels = [], []
 
     def save(**extra: Any) -> None:
-        info = {"seeds": args.seeds, "episodes": args.episodes, "runs": runs, **extra}
-        info["train_episodes"] = args.train_episodes
-        write_json(out / f"{NAME}.json", argv, {**setup, **info})
+        """The JSON of every run so far (``--reuse`` reads it back)."""
+        info = {
+            "seeds": args.seeds,
+            "episodes": args.episodes,
+            "train_episodes": args.train_episodes,
+        }
+        write_json(out / f"{NAME}.json", argv, {**setup, **info, **extra, "runs": runs})
 
     for seed in args.seeds:
         for strategy in args.strategies:
