@@ -139,26 +139,18 @@ def _plot(
                 lines.append((label, *_mean_series(recs, keys)))
         for i, (name, steps, values) in enumerate(lines):
             # ten colours, then the same colours dashed, dotted, ...: every line its own style
-            color, style = f"C{i % 10}", LINE_STYLES[i // 10 % len(LINE_STYLES)]
+            style = {"color": f"C{i % 10}", "linestyle": LINE_STYLES[i // 10 % len(LINE_STYLES)]}
             if smooth > 1 and len(values) > 1:
-                ax.plot(steps, values, color=color, linestyle=style, alpha=0.25, linewidth=1)
-                ax.plot(
-                    steps,
-                    _smooth(values, smooth),
-                    color=color,
-                    linestyle=style,
-                    label=name,
-                    linewidth=1.8,
-                )
+                ax.plot(steps, values, alpha=0.25, linewidth=1, **style)
+                ax.plot(steps, _smooth(values, smooth), label=name, linewidth=1.8, **style)
             else:
                 ax.plot(
                     steps,
                     values,
-                    color=color,
-                    linestyle=style,
                     label=name,
                     linewidth=1.5,
                     marker="." if len(values) < 30 else None,
+                    **style,
                 )
         heading = _label(pattern)
         if per_run and any(len(k) > 1 for _, _, k in matched):
