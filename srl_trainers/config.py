@@ -65,6 +65,7 @@ API_MODEL_TYPES = ("openai", "claude", "api")
 ENVS = ("coop_compete", "team_battle", "staged")
 ALGORITHMS = ("grpo", "ppo")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+BASELINES = ("group", "counterfactual")
 DTYPES = ("bfloat16", "float32", "float16")
 DEVICES = ("cpu", "cuda", "auto")
 BACKENDS = ("hf", "vllm")
@@ -181,6 +182,14 @@ class MultiModelConfig:
     loss_type: str = _help("GRPO loss normalisation: grpo | dr_grpo | dapo | bnpo.", default="dapo")
     scale_rewards: bool = _help(
         "GRPO: divide group-relative advantages by the group std.", default=True
+    )
+    baseline: str = _help(
+        "GRPO: what a turn's return is compared with. 'group': the mean return of the same "
+        "agent's turns at that round in its group. 'counterfactual': for a turn that ends the "
+        "agent's game, the mean reward it would have got with the answer of each groupmate "
+        "copy that saw the same prompt, the rest of the joint action kept (replayed on a copy "
+        "of the env): per-agent credit inside a team reward. Other turns use 'group'.",
+        default="group",
     )
     beta: float = _help(
         "KL coefficient to the reference (the base, adapter disabled); 0 skips the reference "
@@ -365,6 +374,14 @@ class MultiModelConfig:
                 ">= 2 for GRPO (advantages are relative within a group)",
             )
         _choice("loss_type", self.loss_type, LOSS_TYPES)
+        _choice("baseline", self.baseline, BASELINES)
+        if self.baseline == "counterfactual" and self.algorithm != "grpo":
+            _fail(
+                "baseline",
+                self.baseline,
+                "'group' with algorithm='ppo' (PPO's baseline is its value head; the "
+                "counterfactual baseline is for GRPO)",
+            )
         _float("beta", self.beta, 0.0)
         _float("epsilon", self.epsilon, 0.0, 1.0, low_open=True)
         if self.epsilon_high is not None:

@@ -28,6 +28,7 @@ import signal
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ class Turn:
     advantage: float = 0.0
     invalid: bool = False
     done: bool = False
+    baseline: float = math.nan  # counterfactual baseline of the turn's reward; NaN: group mean
 
 
 @dataclass
@@ -657,10 +659,13 @@ class MultiModelTrainer:
                         text=text,
                     )
             # --- step every live copy
+            counterfactual = cfg.baseline == "counterfactual" and g > 1 and not evaluation
+            prompts_seen = list(observations)  # this round's, before the step replaces them
             for copy in range(E):
                 if not live[copy]:
                     continue
                 env = self.envs[copy]
+                before = deepcopy(env) if counterfactual else None
                 obs, rewards, terms, truncs, infos = env.step(actions[copy])
                 for agent, r in rewards.items():
                     info = infos[agent]
@@ -671,20 +676,27 @@ class MultiModelTrainer:
                     if turn is not None:
                         turn.invalid = bool(info["invalid_action"])
                         turn.done = bool(terms[agent] or truncs[agent])
-                        context = {
-                            "agent": agent,
-                            "policy_id": turn.slot,
-                            "round": round_idx,
-                            "observation": observations[copy][agent],
-                            "action": info["action"],
-                            "invalid": turn.invalid,
-                            "env_reward": r,
-                            "raw_score": info["raw_score"],
-                            "info": info,
-                        }
-                        r = self.environment.custom_reward(turn.text, context, r)
+                        prompt = prompts_seen[copy][agent]
+                        r = self._turn_reward(turn, prompt, r, info)
                         turn.reward = r
                         turns.append(turn)
+                        if counterfactual and turn.done:
+                            mates = [
+                                actions[j][agent]
+                                for j in range(turn.group * g, min((turn.group + 1) * g, E))
+                                if j != copy
+                                and (j, agent) in pending
+                                and prompts_seen[j][agent] == prompt
+                            ]
+                            turn.baseline = counterfactual_baseline(
+                                before,
+                                actions[copy],
+                                agent,
+                                mates,
+                                lambda text, r2, info2, t=turn, p=prompt: self._turn_reward(
+                                    t, p, r2, info2, text=text
+                                ),
+                            )
                     rew[copy][agent] += r
                 for agent, info in infos.items():
                     pid = self.policy_mapping[agent]
@@ -707,6 +719,31 @@ class MultiModelTrainer:
             env_metrics={k: float(np.mean(v)) for k, v in env_metrics.items()},
             tokens_generated=tokens,
             generation_seconds=gen_seconds,
+        )
+
+    def _turn_reward(
+        self,
+        turn: Turn,
+        prompt: Any,
+        env_reward: float,
+        info: dict[str, Any],
+        text: str | None = None,
+    ) -> float:
+        """The reward credited to an LLM turn: the env reward through the user's
+        ``reward_function`` (with ``text`` in place of the turn's own, for a replay)."""
+        context = {
+            "agent": turn.agent,
+            "policy_id": turn.slot,
+            "round": turn.round,
+            "observation": prompt,
+            "action": info["action"],
+            "invalid": bool(info["invalid_action"]),
+            "env_reward": env_reward,
+            "raw_score": info["raw_score"],
+            "info": info,
+        }
+        return self.environment.custom_reward(
+            turn.text if text is None else text, context, env_reward
         )
 
     def _prefix_ids(self, pool: ModelPool) -> list[int]:
@@ -742,8 +779,14 @@ class MultiModelTrainer:
         keys = {}
         ids = [keys.setdefault((t.episode, t.group, t.agent, t.round), len(keys)) for t in samples]
         returns = torch.tensor([t.ret for t in samples], dtype=torch.float32)
+        baselines = None
+        if self.config.baseline == "counterfactual":
+            baselines = torch.tensor([t.baseline for t in samples], dtype=torch.float32)
         return group_advantages(
-            returns, torch.tensor(ids, dtype=torch.long), scale_by_std=self.config.scale_rewards
+            returns,
+            torch.tensor(ids, dtype=torch.long),
+            scale_by_std=self.config.scale_rewards,
+            baselines=baselines,
         )
 
     def _ppo_advantages(
@@ -1195,6 +1238,39 @@ class MultiModelTrainer:
 
 # Sequences per forward/backward micro-batch (bounds activation memory on a laptop).
 _MICRO_BATCH = 8
+
+
+def counterfactual_baseline(
+    env_before: Any,
+    joint_action: dict[str, Any],
+    agent: str,
+    alternatives: list[Any],
+    reward_of: Callable[[Any, float, dict[str, Any]], float],
+) -> float:
+    """The mean reward ``agent`` would have got playing each of ``alternatives`` instead of
+    its own action, the other agents' actions in ``joint_action`` unchanged: each distinct
+    alternative is replayed once on a deep copy of ``env_before`` (the env just before the
+    step). ``reward_of(action, env_reward, info)`` turns a replay's env reward into the
+    credited reward. NaN without alternatives.
+
+    With the alternatives drawn from the agent's policy for the same prompt (its answers in
+    the other copies of a GRPO group), ``reward - baseline`` credits the agent for what its
+    own answer changed, not for what its teammates did: the sampled form of COMA's
+    counterfactual baseline. It is exact for a step that ends the game; later rounds would
+    need more than one step replayed, so the trainer uses it for such steps only.
+    """
+    if not alternatives:
+        return math.nan
+    replayed: dict[str, float] = {}
+    total = 0.0
+    for action in alternatives:
+        key = repr(action)
+        if key not in replayed:
+            env = deepcopy(env_before)
+            _, rewards, _, _, infos = env.step({**joint_action, agent: action})
+            replayed[key] = reward_of(action, rewards[agent], infos[agent])
+        total += replayed[key]
+    return total / len(alternatives)
 
 
 def _seed_everything(seed: int) -> None:

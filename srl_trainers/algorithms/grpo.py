@@ -47,6 +47,7 @@ def group_advantages(
     *,
     scale_by_std: bool = True,
     eps: float = 1e-4,
+    baselines: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Group-relative advantages ``[N]``: reward minus its group mean, over the group std.
 
@@ -54,11 +55,22 @@ def group_advantages(
     ``(r - mean) / (std + eps)``. Groups are the distinct values of ``group_ids`` (any
     order, any sizes). NaN rewards (unscorable) are left out of their group's statistics and
     get advantage 0; a group of one, or whose rewards are all equal, gets advantage 0.
+
+    ``baselines`` (``[N]``, optional) replaces the group mean of the samples where it is not
+    NaN (a per-sample counterfactual baseline): their deviation is ``r - baseline``, which
+    need not be 0 when the group's rewards are all equal. The std is then the root mean
+    square of the group's deviations (with Bessel's correction), which is the std of the
+    rewards when every sample uses the group mean.
     """
     if rewards.dim() != 1 or group_ids.shape != rewards.shape:
         raise ValueError(
             f"rewards and group_ids must both have shape [N]; got {tuple(rewards.shape)} "
             f"and {tuple(group_ids.shape)}"
+        )
+    if baselines is not None and baselines.shape != rewards.shape:
+        raise ValueError(
+            f"baselines must have the shape of rewards {tuple(rewards.shape)}; "
+            f"got {tuple(baselines.shape)}"
         )
     if not rewards.is_floating_point():
         rewards = rewards.float()
@@ -72,6 +84,10 @@ def group_advantages(
     count = zeros.index_add(0, group, valid.to(rewards.dtype))
     mean = zeros.index_add(0, group, torch.where(valid, rewards, 0.0)) / count
     deviation = rewards - mean[group]
+    own = None
+    if baselines is not None:
+        own = ~torch.isnan(baselines)
+        deviation = torch.where(own, rewards - baselines.to(rewards.dtype), deviation)
     advantages = deviation
     if scale_by_std:
         squared = torch.where(valid, deviation, 0.0) ** 2
@@ -84,7 +100,10 @@ def group_advantages(
     low = zeros.scatter_reduce(
         0, group, torch.where(valid, rewards, torch.inf), "amin", include_self=False
     )
-    advantages = torch.where((high == low)[group], 0.0, advantages)
+    all_equal = (high == low)[group]
+    if own is not None:
+        all_equal &= ~own
+    advantages = torch.where(all_equal, 0.0, advantages)
     return torch.nan_to_num(advantages, nan=0.0)
 
 

@@ -389,3 +389,25 @@ def test_group_advantages_and_loss_match_trl_on_generated_batch(tmp_path):
     assert trl_grads.abs().max() > 0  # on-policy the loss value is 0; the gradient is not
     torch.testing.assert_close(ours, trl_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(our_grads, trl_grads, rtol=1e-4, atol=1e-6)
+
+
+def test_group_advantages_per_sample_baselines_replace_the_group_mean():
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 2.0])
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    # group 0: all equal, yet sample 1's own baseline says it did better than its alternatives
+    baselines = torch.tensor([nan, 0.25, 1.0, nan, 0.5])
+    adv = group_advantages(rewards, groups, scale_by_std=False, baselines=baselines)
+    torch.testing.assert_close(adv, torch.tensor([0.0, 0.75, 0.0, -1.0, 1.5]))
+    # scaled: by the root mean square of the group's deviations (Bessel), here
+    # group 0: [0, 0.75, 0] -> sqrt(0.5625 / 2); group 1: [-1, 1.5] -> sqrt(3.25)
+    scaled = group_advantages(rewards, groups, baselines=baselines)
+    s0, s1 = math.sqrt(0.5625 / 2) + 1e-4, math.sqrt(3.25) + 1e-4
+    torch.testing.assert_close(scaled, torch.tensor([0.0, 0.75 / s0, 0.0, -1 / s1, 1.5 / s1]))
+    # all-NaN baselines are the plain group advantages
+    plain = torch.full_like(rewards, nan)
+    torch.testing.assert_close(
+        group_advantages(rewards, groups, baselines=plain), group_advantages(rewards, groups)
+    )
+    with pytest.raises(ValueError, match="baselines must have the shape"):
+        group_advantages(rewards, groups, baselines=torch.zeros(2))

@@ -3,15 +3,18 @@ resume equivalence, the custom reward hook and bad configs."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+from copy import deepcopy
 
 import pytest
 import torch
 
+import srl_envs
 from srl_trainers import ConfigError, MultiModelConfig, MultiModelTrainer
 from srl_trainers.lora import lora_parameters
 from srl_trainers.testing import tiny_trainer_config
-from srl_trainers.trainer import Turn
+from srl_trainers.trainer import Turn, counterfactual_baseline
 
 
 def tiny_config(tiny_model_path, tmp_path, **overrides) -> MultiModelConfig:
@@ -296,3 +299,67 @@ def test_scale_rewards_reaches_the_group_advantages(tiny_model_path, tmp_path, s
     else:
         assert adv[3] == pytest.approx(-0.075)
         assert adv[4] == pytest.approx(1.1 - 0.275)
+
+
+def test_counterfactual_baseline_credits_the_player_whose_answer_won():
+    """A 4v4 one-round battle against the equal split (8 per field): red_0 moves one troop
+    from field 5 to field 3 and red wins 3 fields (+1.1); the example alone draws (0)."""
+    env = srl_envs.make("team_battle", episode_length=1)
+    env.reset(seed=0)
+    example, deviation = "ALLOCATE: 3,3,2,1,1", "ALLOCATE: 3,3,3,1,0"
+    joint = {f"red_{i}": example for i in range(4)}
+    joint |= {f"blue_{i}": "ALLOCATE: 2,2,2,2,2" for i in range(4)}
+    joint["red_0"] = deviation
+    before = deepcopy(env)
+    _, rewards, *_ = env.step(joint)
+    assert rewards["red_0"] == rewards["red_1"] == pytest.approx(1.1)  # the team reward
+
+    def keep(action, env_reward, info):
+        return env_reward
+
+    # red_0's answers in three groupmate copies: its win came from its own answer
+    baseline = counterfactual_baseline(before, joint, "red_0", [example, deviation, example], keep)
+    assert baseline == pytest.approx(1.1 / 3)
+    # red_1's alternatives would have won as well: advantage 0 for copying the example
+    assert counterfactual_baseline(before, joint, "red_1", [example, example], keep) == (
+        pytest.approx(1.1)
+    )
+    assert math.isnan(counterfactual_baseline(before, joint, "red_1", [], keep))
+    assert before.game_state.round == 0  # replays run on copies
+
+
+def test_counterfactual_baseline_reaches_the_advantages(tiny_model_path, tmp_path):
+    """Every turn of a one-round game gets the mean reward of its groupmates' answers (here
+    scored by a text-length reward), and its advantage is its reward minus that."""
+    cfg = tiny_config(
+        tiny_model_path,
+        tmp_path,
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        episode_length=1,
+        group_size=3,
+        batch_size=6,
+        baseline="counterfactual",
+        scale_rewards=False,
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    trainer.environment.reward_function = lambda text, context: float(len(text))
+    trainer.environment.reward_function_mode = "replace"
+    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    trainer._compute_returns(turns)
+    assert len({t.group for t in turns}) == 2 and all(t.done for t in turns)
+    for t in turns:
+        mates = [m for m in turns if (m.group, m.agent) == (t.group, t.agent) and m.copy != t.copy]
+        assert len(mates) == 2
+        assert t.baseline == pytest.approx(sum(len(m.text) for m in mates) / 2)
+    advantages = trainer._grpo_advantages(turns)
+    expected = torch.tensor([t.ret - t.baseline for t in turns])
+    torch.testing.assert_close(advantages, expected)
+
+
+def test_counterfactual_baseline_is_for_grpo(tiny_model_path, tmp_path):
+    with pytest.raises(ConfigError, match=r"MultiModelConfig\.baseline='counterfactual'.*ppo"):
+        tiny_config(tiny_model_path, tmp_path, algorithm="ppo", baseline="counterfactual")
+    with pytest.raises(ConfigError, match=r"baseline='mean'.*\['group', 'counterfactual'\]"):
+        tiny_config(tiny_model_path, tmp_path, baseline="mean")
