@@ -196,6 +196,12 @@ class MultiModelConfig:
         "forward pass, as TRL's default does.",
         default=0.0,
     )
+    entropy_coef: float = _help(
+        "Entropy bonus: the loss minus entropy_coef x the mean per-token entropy (nats) of "
+        "the completions under the policy; keeps sampling diverse where a reward is rare. "
+        "0 turns it off (TRL's GRPO has none).",
+        default=0.0,
+    )
     epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2)
     epsilon_high: float | None = _help("Upper clip range (default: epsilon).", default=None)
     num_iterations: int = _help(
@@ -383,6 +389,7 @@ class MultiModelConfig:
                 "counterfactual baseline is for GRPO)",
             )
         _float("beta", self.beta, 0.0)
+        _float("entropy_coef", self.entropy_coef, 0.0)
         _float("epsilon", self.epsilon, 0.0, 1.0, low_open=True)
         if self.epsilon_high is not None:
             _float("epsilon_high", self.epsilon_high, 0.0, 10.0, low_open=True)

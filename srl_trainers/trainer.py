@@ -958,6 +958,9 @@ class MultiModelTrainer:
                     ref_per_token_logps=ref,
                     beta=cfg.beta,
                 )
+            entropy = (out.entropy.float() * mask).sum() / mask.sum().clamp(min=1)
+            if cfg.entropy_coef:
+                loss = loss - cfg.entropy_coef * entropy
             token_share = float(mask.sum()) / max(total_tokens, 1)
             seq_share = len(completions) / n
             weight = (
@@ -969,9 +972,7 @@ class MultiModelTrainer:
             sums["loss"] += float(loss.detach()) * weight
             for k, v in m.items():
                 sums[k] += float(v) * seq_share
-            if out.entropy is not None:
-                entropy = (out.entropy.detach().float() * mask).sum() / mask.sum().clamp(min=1)
-                sums["entropy"] += float(entropy) * seq_share
+            sums["entropy"] += float(entropy.detach()) * seq_share
         sums["samples"] = n
         sums["mean_advantage"] = float(batch["advantages"].mean())
         return dict(sums)

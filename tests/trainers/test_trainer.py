@@ -363,3 +363,28 @@ def test_counterfactual_baseline_is_for_grpo(tiny_model_path, tmp_path):
         tiny_config(tiny_model_path, tmp_path, algorithm="ppo", baseline="counterfactual")
     with pytest.raises(ConfigError, match=r"baseline='mean'.*\['group', 'counterfactual'\]"):
         tiny_config(tiny_model_path, tmp_path, baseline="mean")
+
+
+def test_entropy_bonus_alone_raises_the_policy_entropy(tiny_model_path, tmp_path):
+    """Every reward is 0, so every advantage is 0: the same run with and without the bonus
+    differs only by the bonus's push toward higher entropy on the sampled completions."""
+    entropies = {}
+    for coef in (0.0, 1.0):
+        cfg = tiny_config(tiny_model_path, tmp_path / str(coef), entropy_coef=coef, max_episodes=3)
+        trainer = MultiModelTrainer(cfg)
+        trainer.setup()
+        trainer.environment.reward_function = lambda text, context: 0.0
+        trainer.environment.reward_function_mode = "replace"
+        slot = trainer.slots[0]
+        pool = trainer.pool_of[slot]
+        turns = [t for t in asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns if t.slot == slot]
+        trainer.train_sync()
+        out = pool.sequence_logprobs(
+            slot,
+            [t.prompt_ids for t in turns],
+            [t.completion_ids for t in turns],
+            requires_grad=False,
+            return_entropy=True,
+        )
+        entropies[coef] = float(out.entropy.sum() / out.mask.sum())
+    assert entropies[1.0] > entropies[0.0] + 1e-3
