@@ -11,8 +11,10 @@ One training episode, in the order of the methods below:
 3. **advantages**: credit rule: every LLM turn is one sample, credited with the return of
    its agent from that turn to the end of the env episode (reward-to-go, undiscounted).
    GRPO: copies come in groups of ``group_size`` sharing one env seed; a turn's advantage is
-   its return relative to the same agent's turns at the same round in its group. PPO: GAE
-   over each agent's turns with a value head per adapter.
+   its return relative to the same agent's turns at the same round in its group, or, with
+   ``baseline="counterfactual"``, for a turn that ends the game, relative to the rewards
+   its agent would have got with its groupmates' answers (:func:`counterfactual_baseline`).
+   PPO: GAE over each agent's turns with a value head per adapter.
 4. **loss + weight-update strategy**: per policy group (slots sharing a base model) the
    strategy picks the slots that step; each stepping slot backpropagates its loss into its
    own adapter; the strategy may average gradients before, or weights after, the step.
