@@ -55,6 +55,8 @@ from benchmarks.learning_team_battle import CONFIG, QUICK
 NAME = "compare_strategies"
 STRATEGIES = ("synchronized", "asynchronous", "federated", "selective")
 EVAL_TEMPERATURE = 0.7
+# the LoRA slots only (model_<i>_<type>): "model/*" would average the scripted team in
+PLOT_KEYS = ["model/model_*/reward", "env/invalid_rate", "strategy/divergence"]
 
 
 def reusable_runs(
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     png = plot_runs(
         run_dirs,
         labels=labels,
-        key=["model/*/reward", "env/invalid_rate", "strategy/divergence"],
+        key=PLOT_KEYS,
         out_png=out / f"{NAME}.png",
         smooth=5,
         title=f"{NAME}: training curves",

@@ -73,6 +73,13 @@ QUICK = dict(
     learning_rate=1e-2,
 )
 BOTS = ("heuristic", "concentrate", "random")
+# the LoRA slots only (model_<i>_<type>): "model/*" would average the scripted team in
+PLOT_KEYS = [
+    "model/model_*/win_rate",
+    "env/invalid_rate",
+    "model/model_*/reward",
+    "model/model_*/fields_won",
+]
 
 
 def evaluations(opponent: str) -> list[tuple[str, float]]:
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     png = plot_runs(
         [results["log_dir"]],
         labels=["team red (mean of the 4 slots)"],
-        key=["model/*/win_rate", "env/invalid_rate", "model/*/reward", "model/*/fields_won"],
+        key=PLOT_KEYS,
         out_png=out / f"{NAME}.png",
         smooth=5,
         title=f"{NAME}: training curves vs {args.opponent}",

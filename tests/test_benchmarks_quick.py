@@ -142,3 +142,20 @@ def test_compare_strategies_quick_run_again_with_reuse_trains_nothing(tmp_path, 
     assert "compare_strategies_federated_s0: reused" in capsys.readouterr().out
     data = json.loads((first / "compare_strategies.json").read_text())
     assert data["complete"] and len(data["runs"]["federated"]) == 1
+
+
+@pytest.mark.parametrize("name", ["learning_team_battle", "compare_strategies"])
+def test_plot_keys_average_the_lora_slots_not_the_scripted_team(name):
+    """The curves are labelled as the LoRA team's; the scripted team's metrics (its win rate
+    0, its reward minus red's) must not be averaged into them."""
+    from srl_trainers.plot import _match
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    leaves = ("win_rate", "reward", "fields_won")
+    ids = ("model_0_smollm2", "model_1_smollm2", "bot_heuristic")
+    names = [f"model/{i}/{leaf}" for i in ids for leaf in leaves]
+    per_model = [p for p in module.PLOT_KEYS if p.startswith("model/")]
+    assert per_model
+    for pattern in per_model:
+        matched = _match(pattern, names)
+        assert len(matched) == 2 and not any("bot_" in m for m in matched), (pattern, matched)
