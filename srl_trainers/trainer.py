@@ -667,7 +667,8 @@ class MultiModelTrainer:
                 if not live[copy]:
                     continue
                 env = self.envs[copy]
-                before = deepcopy(env) if counterfactual else None
+                trained_here = any((copy, agent) in pending for agent in actions[copy])
+                before = deepcopy(env) if counterfactual and trained_here else None
                 obs, rewards, terms, truncs, infos = env.step(actions[copy])
                 for agent, r in rewards.items():
                     info = infos[agent]
@@ -682,22 +683,9 @@ class MultiModelTrainer:
                         r = self._turn_reward(turn, prompt, r, info)
                         turn.reward = r
                         turns.append(turn)
-                        if counterfactual and turn.done:
-                            mates = [
-                                actions[j][agent]
-                                for j in range(turn.group * g, min((turn.group + 1) * g, E))
-                                if j != copy
-                                and (j, agent) in pending
-                                and prompts_seen[j][agent] == prompt
-                            ]
-                            turn.baseline = counterfactual_baseline(
-                                before,
-                                actions[copy],
-                                agent,
-                                mates,
-                                lambda text, r2, info2, t=turn, p=prompt: self._turn_reward(
-                                    t, p, r2, info2, text=text
-                                ),
+                        if before is not None and turn.done:
+                            turn.baseline = self._counterfactual(
+                                turn, before, actions, prompts_seen, pending, g
                             )
                     rew[copy][agent] += r
                 for agent, info in infos.items():
@@ -721,6 +709,32 @@ class MultiModelTrainer:
             env_metrics={k: float(np.mean(v)) for k, v in env_metrics.items()},
             tokens_generated=tokens,
             generation_seconds=gen_seconds,
+        )
+
+    def _counterfactual(
+        self,
+        turn: Turn,
+        before: Any,
+        actions: list[dict[str, Any]],
+        prompts: list[dict[str, Any]],
+        pending: dict[tuple[int, str], Turn],
+        g: int,
+    ) -> float:
+        """The counterfactual baseline of a turn that ended its game: its agent's answers in
+        the other copies of its GRPO group that saw the same prompt, replayed in its place
+        on ``before`` (its env just before the step)."""
+        prompt = prompts[turn.copy][turn.agent]
+        mates = [
+            actions[j][turn.agent]
+            for j in range(turn.group * g, min((turn.group + 1) * g, len(actions)))
+            if j != turn.copy and (j, turn.agent) in pending and prompts[j][turn.agent] == prompt
+        ]
+        return counterfactual_baseline(
+            before,
+            actions[turn.copy],
+            turn.agent,
+            mates,
+            lambda text, reward, info: self._turn_reward(turn, prompt, reward, info, text=text),
         )
 
     def _turn_reward(
