@@ -199,8 +199,24 @@ class MultiModelConfig:
     entropy_coef: float = _help(
         "Entropy bonus: the loss minus entropy_coef x the mean per-token entropy (nats) of "
         "the completions under the policy; keeps sampling diverse where a reward is rare. "
-        "0 turns it off (TRL's GRPO has none).",
+        "0 turns it off (TRL's GRPO has none). With entropy_target set, the starting value "
+        "of the adaptive coefficient.",
         default=0.0,
+    )
+    entropy_target: float | None = _help(
+        "Adaptive entropy control (Skywork-OR1's): a target for each adapter's mean per-token "
+        "entropy (nats). After each update the adapter's coefficient moves up by "
+        "entropy_coef_step if the update's entropy was below the target and down if above, "
+        "within [0, entropy_coef_max], and the bonus only applies to micro-batches whose "
+        "entropy is below the target, so it cannot push the entropy far past it. None: a "
+        "fixed entropy_coef.",
+        default=None,
+    )
+    entropy_coef_step: float = _help(
+        "Adaptive entropy control: how far the coefficient moves per update.", default=0.002
+    )
+    entropy_coef_max: float = _help(
+        "Adaptive entropy control: the coefficient's upper bound.", default=0.05
     )
     epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2)
     epsilon_high: float | None = _help("Upper clip range (default: epsilon).", default=None)
@@ -390,6 +406,17 @@ class MultiModelConfig:
             )
         _float("beta", self.beta, 0.0)
         _float("entropy_coef", self.entropy_coef, 0.0)
+        if self.entropy_target is not None:
+            _float("entropy_target", self.entropy_target, 0.0, low_open=True)
+        _float("entropy_coef_step", self.entropy_coef_step, 0.0)
+        _float("entropy_coef_max", self.entropy_coef_max, 0.0)
+        if self.entropy_target is not None and self.entropy_coef > self.entropy_coef_max:
+            _fail(
+                "entropy_coef",
+                self.entropy_coef,
+                f"<= entropy_coef_max ({self.entropy_coef_max}) with entropy_target set: it is "
+                "the adaptive coefficient's starting value",
+            )
         _float("epsilon", self.epsilon, 0.0, 1.0, low_open=True)
         if self.epsilon_high is not None:
             _float("epsilon_high", self.epsilon_high, 0.0, 10.0, low_open=True)

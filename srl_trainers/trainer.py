@@ -262,6 +262,8 @@ class MultiModelTrainer:
                 ]
         self._buffers: dict[str, list[Turn]] = {s: [] for s in self.slots}
         self._since_step: dict[str, int] = dict.fromkeys(self.slots, 0)
+        # each adapter's entropy bonus coefficient (adapted when cfg.entropy_target is set)
+        self._entropy_coef: dict[str, float] = dict.fromkeys(self.slots, cfg.entropy_coef)
         self._history = {p: deque(maxlen=cfg.reward_window) for p in self.policies}
         self._totals = {
             p: {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
@@ -836,10 +838,12 @@ class MultiModelTrainer:
             if not stepping:
                 continue
             batches = {slot: self._prepare_batch(slot) for slot in stepping}
+            entropy: dict[str, float] = {}
             for _ in range(self.config.num_iterations):
                 for slot in stepping:
                     for k, v in self._backward(slot, batches[slot]).items():
                         metrics[f"model/{slot}/{k}"] = v
+                    entropy[slot] = metrics[f"model/{slot}/entropy"]
                 strategy.before_optimizer_step(pool.model, stepping)
                 for slot in stepping:
                     params = [
@@ -851,6 +855,9 @@ class MultiModelTrainer:
                     self.optimizers[slot].step()
                     self.optimizers[slot].zero_grad(set_to_none=True)
             strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
+            for slot in stepping:
+                metrics[f"model/{slot}/entropy_coef"] = self._entropy_coef[slot]
+                self._adapt_entropy_coef(slot, entropy[slot])
             if (
                 checkpoint in self.backends
             ):  # vLLM serves copies of the adapters: push the new weights
@@ -875,6 +882,17 @@ class MultiModelTrainer:
             if len(self._buffers[slot]) > cap:
                 self._buffers[slot] = self._buffers[slot][-cap:]
         return metrics
+
+    def _adapt_entropy_coef(self, slot: str, entropy: float) -> None:
+        """Adaptive entropy control: the coefficient of the next update steps up while the
+        adapter's entropy is below ``entropy_target`` and down while above it."""
+        cfg = self.config
+        if cfg.entropy_target is None:
+            return
+        step = cfg.entropy_coef_step if entropy < cfg.entropy_target else -cfg.entropy_coef_step
+        self._entropy_coef[slot] = min(
+            max(self._entropy_coef[slot] + step, 0.0), cfg.entropy_coef_max
+        )
 
     def _prepare_batch(self, slot: str) -> dict[str, Any]:
         """Tensors that stay fixed over the iterations: advantages, reference and old logps."""
@@ -975,8 +993,9 @@ class MultiModelTrainer:
                     beta=cfg.beta,
                 )
             entropy = (out.entropy.float() * mask).sum() / mask.sum().clamp(min=1)
-            if cfg.entropy_coef:
-                loss = loss - cfg.entropy_coef * entropy
+            coef = self._entropy_coef[slot]
+            if coef and (cfg.entropy_target is None or float(entropy.detach()) < cfg.entropy_target):
+                loss = loss - coef * entropy
             token_share = float(mask.sum()) / max(total_tokens, 1)
             seq_share = len(completions) / n
             weight = (
@@ -1186,6 +1205,7 @@ class MultiModelTrainer:
             "history": {k: list(v) for k, v in self._history.items()},
             "totals": self._totals,
             "buffers": self._buffers,
+            "entropy_coef": self._entropy_coef,
             "curricula": [env.state_dict() for env in self.envs if hasattr(env, "state_dict")],
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "checkpoints_saved": list(self.checkpoints_saved),
@@ -1230,6 +1250,7 @@ class MultiModelTrainer:
         }
         self._totals = state["totals"]
         self._buffers = state["buffers"]
+        self._entropy_coef.update(state.get("entropy_coef", {}))  # older checkpoints have none
         curricula = [env for env in self.envs if hasattr(env, "load_state_dict")]
         for env, sd in zip(curricula, state["curricula"]):
             env.load_state_dict(sd)

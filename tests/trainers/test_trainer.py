@@ -363,6 +363,10 @@ def test_counterfactual_baseline_is_for_grpo(tiny_model_path, tmp_path):
         tiny_config(tiny_model_path, tmp_path, algorithm="ppo", baseline="counterfactual")
     with pytest.raises(ConfigError, match=r"baseline='mean'.*\['group', 'counterfactual'\]"):
         tiny_config(tiny_model_path, tmp_path, baseline="mean")
+    with pytest.raises(ConfigError, match=r"entropy_coef=0\.1.*<= entropy_coef_max \(0\.05\)"):
+        tiny_config(tiny_model_path, tmp_path, entropy_target=0.5, entropy_coef=0.1)
+    with pytest.raises(ConfigError, match=r"entropy_target=0.*a number > 0"):
+        tiny_config(tiny_model_path, tmp_path, entropy_target=0)
 
 
 def test_entropy_bonus_alone_raises_the_policy_entropy(tiny_model_path, tmp_path):
@@ -388,3 +392,47 @@ def test_entropy_bonus_alone_raises_the_policy_entropy(tiny_model_path, tmp_path
         )
         entropies[coef] = float(out.entropy.sum() / out.mask.sum())
     assert entropies[1.0] > entropies[0.0] + 1e-3
+
+
+def test_adaptive_entropy_coef_climbs_below_the_target_and_a_checkpoint_keeps_it(
+    tiny_model_path, tmp_path
+):
+    """A target above any entropy the tiny model can reach (log of its vocabulary is a few
+    nats): the coefficient steps up once per update, from entropy_coef to its cap."""
+    cfg = tiny_config(
+        tiny_model_path,
+        tmp_path,
+        entropy_target=100.0,
+        entropy_coef_step=0.01,
+        entropy_coef_max=0.025,
+        max_episodes=4,
+    )
+    trainer = MultiModelTrainer(cfg)
+    used = [_episode(trainer, e) for e in range(4)]
+    for slot in trainer.slots:
+        assert [m[f"model/{slot}/entropy_coef"] for m in used] == pytest.approx(
+            [0.0, 0.01, 0.02, 0.025]
+        )
+    assert trainer._entropy_coef == dict.fromkeys(trainer.slots, 0.025)
+    trainer.save_checkpoint()
+    resumed = MultiModelTrainer(cfg)
+    assert resumed.load_checkpoint("latest")
+    assert resumed._entropy_coef == dict.fromkeys(trainer.slots, 0.025)
+
+
+def test_adaptive_entropy_bonus_is_off_above_the_target(tiny_model_path, tmp_path):
+    """Entropy above a tiny target: the bonus is not applied, so a run starting at the
+    largest coefficient trains exactly as one without a bonus, while its coefficient falls."""
+    weights, coefs = {}, {}
+    for name, extra in {
+        "plain": {},
+        "adaptive": dict(entropy_coef=0.05, entropy_target=1e-4, entropy_coef_step=0.02),
+    }.items():
+        trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / name, **extra))
+        trainer.train_sync()
+        weights[name] = snapshot(trainer)
+        coefs[name] = trainer._entropy_coef[trainer.slots[0]]
+    for slot in trainer.slots:
+        for key, value in weights["plain"][slot].items():
+            torch.testing.assert_close(weights["adaptive"][slot][key], value)
+    assert coefs == {"plain": 0.0, "adaptive": pytest.approx(0.01)}
