@@ -146,6 +146,7 @@ class EvaluationReport:
     teams: dict[str, GroupStats]  # per team (team games only)
     population: GroupStats | None  # every agent of a trainable slot, pooled
     game: dict[str, float]  # survival_rate (+ ci), welfare (+ ci), ... (per game)
+    stage: int | None = None  # the curriculum stage played (staged env), None: not staged
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=float))
@@ -234,6 +235,7 @@ def evaluate(
     opponent: str | None = None,
     temperature: float = 0.0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    stage: int | None = None,
 ) -> EvaluationReport:
     """Play ``num_episodes`` evaluation episodes and measure every policy (see the module
     docstring).
@@ -244,6 +246,9 @@ def evaluate(
     that no trainable slot plays (default: the config's ``opponent_policy``).
     ``temperature``: 0 decodes greedily. Episodes come in batches of the trainer's env copies;
     ``num_episodes`` is rounded up to whole batches (the report says how many were played).
+    ``stage`` (staged env only): play every episode at this curriculum stage, past the
+    warm-up, instead of the stage the target is at; the curriculum itself is left as it was.
+    It compares one population across stages, or two populations at one stage.
     """
     return asyncio.run(
         aevaluate(
@@ -252,6 +257,7 @@ def evaluate(
             opponent=opponent,
             temperature=temperature,
             checkpoint_dir=checkpoint_dir,
+            stage=stage,
         )
     )
 
@@ -263,6 +269,7 @@ async def aevaluate(
     opponent: str | None = None,
     temperature: float = 0.0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    stage: int | None = None,
 ) -> EvaluationReport:
     """:func:`evaluate` for callers already inside an event loop."""
     from srl_trainers.trainer import MultiModelTrainer
@@ -290,7 +297,7 @@ async def aevaluate(
                 f"evaluate() takes a MultiModelTrainer, a MultiModelConfig or a checkpoint "
                 f"path/id, not {type(target).__name__}"
             )
-        return await _play(trainer, num_episodes, temperature, source, episode)
+        return await _play(trainer, num_episodes, temperature, source, episode, stage)
 
 
 def _eval_config(config: MultiModelConfig, opponent: str | None, scratch: str) -> MultiModelConfig:
@@ -374,8 +381,38 @@ def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) 
             env.load_state_dict(sd)
 
 
+def _at_stage(trainer: MultiModelTrainer, stage: int | None) -> list[tuple[Any, dict]]:
+    """(env, curriculum state to play) for every staged env copy: its own state, or with
+    ``stage`` that stage, past the warm-up."""
+    curricula = [(env, env.state_dict()) for env in trainer.envs if hasattr(env, "state_dict")]
+    if stage is None:
+        return curricula
+    if not curricula:
+        raise ValueError(
+            f"stage={stage!r}: env {trainer.config.env!r} has no curriculum; stage is for "
+            "env='staged'"
+        )
+    names = [st.name for st in curricula[0][0].stages]
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < len(names):
+        raise ValueError(
+            f"stage={stage!r}: use a stage index in [0, {len(names) - 1}] (stages: {names})"
+        )
+    out = []
+    for env, state in curricula:
+        c = dict(state["curriculum"])
+        warmup = env.curriculum.warmup_episodes
+        c.update(stage=stage, episode=max(c["episode"], warmup), episodes_in_stage=0, window=[])
+        out.append((env, {**state, "curriculum": c}))
+    return out
+
+
 async def _play(
-    trainer: MultiModelTrainer, num_episodes: int, temperature: float, source: str, episode: int
+    trainer: MultiModelTrainer,
+    num_episodes: int,
+    temperature: float,
+    source: str,
+    episode: int,
+    stage: int | None = None,
 ) -> EvaluationReport:
     from srl_trainers.checkpoint import capture_rng_state, restore_rng_state
     from srl_trainers.trainer import EVAL_SEED_OFFSET, ModeController
@@ -387,6 +424,7 @@ async def _play(
     teams = trainer.teams
     groups = _groups(trainer)
     curricula = [(env, env.state_dict()) for env in trainer.envs if hasattr(env, "state_dict")]
+    played_states = _at_stage(trainer, stage)
     rng = capture_rng_state()
     start = time.time()
     survived: list[float] = []
@@ -394,7 +432,7 @@ async def _play(
     env_figures: dict[str, list[float]] = defaultdict(list)
     try:
         for batch in range(batches):
-            for env, state in curricula:  # every batch plays the same curriculum stage
+            for env, state in played_states:  # every batch plays the same curriculum stage
                 env.load_state_dict(state)
             result = await trainer._rollout(
                 batch, coop, comp, evaluation=True, temperature=temperature
@@ -462,7 +500,12 @@ async def _play(
         teams={k[5:]: v for k, v in finished.items() if k.startswith("team:")},
         population=finished.get("population"),
         game=game,
+        stage=stage if stage is not None else _stage_of(played_states),
     )
+
+
+def _stage_of(curricula: list[tuple[Any, dict]]) -> int | None:
+    return int(curricula[0][1]["curriculum"]["stage"]) if curricula else None
 
 
 def _policies_of(trainer: MultiModelTrainer, agents: list[str]) -> dict[str, list[str]]:
@@ -500,7 +543,9 @@ def format_report(report: EvaluationReport) -> str:
     lines = [
         f"srl evaluation: {report.env}, {report.num_episodes} episodes, {decoding}, "
         f"opponent {report.opponent}, weights: {report.source} (training episode "
-        f"{report.training_episode}), {report.seconds:.0f} s",
+        f"{report.training_episode}), "
+        + ("" if report.stage is None else f"curriculum stage {report.stage}, ")
+        + f"{report.seconds:.0f} s",
     ]
     rows = [("policy", s) for s in report.models.values()]
     rows += [("team", s) for s in report.teams.values()]
@@ -584,6 +629,14 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="sampling temperature; 0 decodes greedily (default 0)",
     )
+    parser.add_argument(
+        "--stage",
+        type=int,
+        default=None,
+        metavar="K",
+        help="staged env: play at curriculum stage K (0 = the first), past the warm-up; "
+        "default: the stage the checkpoint reached (an untrained config: stage 0)",
+    )
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the report as JSON")
     return parser
 
@@ -600,6 +653,13 @@ def _check_opponent(env: str, opponent: str | None) -> None:
         )
 
 
+def _check_stage(env: str, stage: int | None) -> None:
+    if stage is not None and env != "staged":
+        raise ConfigError(
+            f"--stage {stage}: env {env!r} has no curriculum; --stage is for 'staged'"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -613,12 +673,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config is not None:
             target: Any = MultiModelConfig.from_yaml(args.config)
             _check_opponent(target.env, args.opponent)
+            _check_stage(target.env, args.stage)
         else:
             path, meta = _resolve_checkpoint(args.checkpoint, args.checkpoint_dir)
             _check_opponent(meta["config"]["env"], args.opponent)
+            _check_stage(meta["config"]["env"], args.stage)
             target = path
         report = evaluate(
-            target, num_episodes=args.episodes, opponent=args.opponent, temperature=args.temperature
+            target,
+            num_episodes=args.episodes,
+            opponent=args.opponent,
+            temperature=args.temperature,
+            stage=args.stage,
         )
     except (ConfigError, ModelUnavailableError, FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")

@@ -135,6 +135,38 @@ def test_checkpoint_round_trip_and_other_opponent(tiny_model_path, tmp_path):
     assert base_opp.models["frozen_base"].agents == ["blue_0", "blue_1"]
 
 
+def test_stage_plays_that_curriculum_stage_and_leaves_the_curriculum_alone(
+    tiny_model_path, tmp_path
+):
+    """The staged commons beside two greedy bots: the harsh stage regrows a quarter of what
+    the abundant one does, so the same untrained population leaves a smaller stock there."""
+    cfg = tiny_config(
+        tiny_model_path,
+        tmp_path,
+        env="staged",
+        env_kwargs={"base": "coop_compete", "num_models": 4, "warmup_episodes": 2},
+        opponent_policy="greedy",
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    before = [env.state_dict() for env in trainer.envs]
+    default = evaluate(trainer, num_episodes=2)
+    abundant = evaluate(trainer, num_episodes=2, stage=0)
+    harsh = evaluate(trainer, num_episodes=2, stage=2)
+    assert [env.state_dict() for env in trainer.envs] == before
+    assert (default.stage, abundant.stage, harsh.stage) == (0, 0, 2)
+    assert "curriculum stage 2" in harsh.table()
+    assert harsh.game["stock_per_round"] < abundant.game["stock_per_round"]
+    # the default plays where the curriculum is, the warm-up, where every agent gets the
+    # mean reward; past it the greedy bots out-earn the tiny model's (mostly invalid) answers
+    assert len({round(m.mean_return, 6) for m in default.models.values()}) == 1
+    assert len({round(m.mean_return, 6) for m in abundant.models.values()}) == 2
+    with pytest.raises(ValueError, match=r"stage=3: use a stage index in \[0, 2\].*harsh"):
+        evaluate(trainer, num_episodes=2, stage=3)
+    with pytest.raises(ValueError, match=r"env 'team_battle' has no curriculum"):
+        evaluate(tiny_config(tiny_model_path, tmp_path / "tb"), num_episodes=2, stage=1)
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_checkpoint_and_json(tiny_model_path, tmp_path, capsys):
     trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path))
@@ -185,11 +217,18 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, messag
     assert len(err.strip().splitlines()) == 1
 
 
-def test_cli_unknown_opponent(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--opponent", "grandmaster"], ["grandmaster", "heuristic"]),
+        (["--stage", "1"], ["--stage 1", "'team_battle' has no curriculum"]),
+    ],
+)
+def test_cli_option_that_does_not_fit_the_env(tmp_path, capsys, extra, words):
     config = tmp_path / "c.yaml"
     config.write_text("env: team_battle\n")
     with pytest.raises(SystemExit) as exc:
-        main(["--config", str(config), "--opponent", "grandmaster"])
+        main(["--config", str(config), *extra])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "grandmaster" in err and "heuristic" in err and len(err.strip().splitlines()) == 1
+    assert all(w in err for w in words) and len(err.strip().splitlines()) == 1
