@@ -13,6 +13,12 @@ training episode (a PNG of stage, reward and survival over training) and, per st
 training episodes spent there, the LoRA agents' mean reward and raw score, the survival
 rate and the invalid-action rate; then a greedy evaluation of the trained population at
 its final stage (``srl_trainers.evaluate`` restores the curriculum state it plays in).
+
+Rewards in the training log are not comparable across stages (each has its own regrowth and
+cooperation level), and a stage's few training episodes are too noisy to show a trend. So
+the untrained and the trained population are also evaluated greedily at every stage, on
+the same evaluation seeds (``evaluate(..., stage=k)``): the LoRA fishers' return, share of
+the catch, the survival rate and the invalid rate per stage, before and after.
 """
 
 from __future__ import annotations
@@ -71,10 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         log_dir=str(work / "runs"),
         checkpoint_dir=str(work / "checkpoints" / f"{NAME}_s{args.seed}"),
     )
+    import srl_envs
+
+    stages = [st.name for st in srl_envs.make("srl/staged-v0", **config.env_kwargs).stages]
+    per_stage_eval = {}
+    for k in range(len(stages)):
+        per_stage_eval[f"before/{k}"] = evaluate(config, num_episodes=args.episodes, stage=k)
     trainer = MultiModelTrainer(config)
     results = train_for(trainer, minutes)
     report = evaluate(trainer, num_episodes=args.episodes)
     print(report.table(), flush=True)
+    for k in range(len(stages)):
+        per_stage_eval[f"after/{k}"] = evaluate(trainer, num_episodes=args.episodes, stage=k)
 
     records = read_metrics(Path(results["log_dir"]) / "metrics.jsonl")
     per_stage: dict[float, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -123,6 +137,47 @@ def main(argv: list[str] | None = None) -> int:
         ],
         rows,
     )
+
+    def lora(when: str, k: int):
+        return per_stage_eval[f"{when}/{k}"].population
+
+    def survival(when: str, k: int) -> str:
+        game = per_stage_eval[f"{when}/{k}"].game
+        return f"{game['survival_rate']:.2f} {ci(game['survival_ci'])}"
+
+    stage_table = print_table(
+        f"\n{NAME}: every stage, untrained vs trained population, greedy, {args.episodes} "
+        "evaluation episodes each (the same seeds)",
+        [
+            "stage",
+            "LoRA return before",
+            "95% CI",
+            "after",
+            "95% CI",
+            "share before",
+            "after",
+            "survival before",
+            "after",
+            "invalid before",
+            "after",
+        ],
+        [
+            [
+                f"{k} {name}",
+                lora("before", k).mean_return,
+                ci(lora("before", k).return_ci),
+                lora("after", k).mean_return,
+                ci(lora("after", k).return_ci),
+                lora("before", k).figures.get("welfare_share", float("nan")),
+                lora("after", k).figures.get("welfare_share", float("nan")),
+                survival("before", k),
+                survival("after", k),
+                lora("before", k).invalid_rate,
+                lora("after", k).invalid_rate,
+            ]
+            for k, name in enumerate(stages)
+        ],
+    )
     png = plot_runs(
         [results["log_dir"]],
         labels=["LoRA fishers"],
@@ -143,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         {
             "config": config.to_dict(),
             "table": table,
+            "stage_table": stage_table,
             "final_evaluation": report.to_dict(),
+            "per_stage_evaluation": {k: r.to_dict() for k, r in per_stage_eval.items()},
             "training": {k: results[k] for k in ("total_episodes", "training_time")},
         },
     )

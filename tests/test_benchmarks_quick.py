@@ -54,6 +54,16 @@ def test_train_episodes_replaces_the_minutes_budget():
             ["--format-penalty", "1.0"],
             lambda data: data["config"]["env_kwargs"]["format_penalty"] == 1.0,
         ),
+        (
+            "staged_curriculum",
+            [],
+            lambda data: (
+                [(k, r["stage"], r["source"]) for k, r in data["per_stage_evaluation"].items()]
+                == [(f"before/{k}", k, "untrained") for k in range(3)]
+                + [(f"after/{k}", k, "trainer") for k in range(3)]
+                and "untrained vs trained" in data["stage_table"]
+            ),
+        ),
     ],
 )
 def test_quick_run_with_setting_options(name, extra, check, tmp_path):
