@@ -83,6 +83,7 @@ class APIPolicy(Policy):
     max_tokens: int = 32
     temperature: float = 1.0
     top_p: float = 1.0
+    stop: list[str] | None = None  # stop strings, sent as the request's stop=
     seed: int | None = None  # sent to the API when set; also seeds the retry jitter
     trainable: bool = False
     # usage counters, cumulative over the run (state_dict / load_state_dict)
@@ -115,7 +116,7 @@ class APIPolicy(Policy):
         cls, policy_id: str, model_type: str, model_name: str, config: Any, agents: list[str]
     ) -> APIPolicy:
         """The API policy of one slot from a ``MultiModelConfig``'s ``api_*`` and sampling
-        fields (``max_new_tokens``, ``temperature``, ``top_p``)."""
+        fields (``max_new_tokens``, ``temperature``, ``top_p``, ``stop``)."""
         return cls(
             policy_id,
             model_type,
@@ -130,6 +131,7 @@ class APIPolicy(Policy):
             max_tokens=config.max_new_tokens,
             temperature=config.temperature,
             top_p=config.top_p,
+            stop=None if config.stop is None else list(config.stop),
         )
 
     # ------------------------------------------------------------------ start-up
@@ -206,6 +208,8 @@ class APIPolicy(Policy):
         }
         if self.seed is not None:
             kwargs["seed"] = self.seed
+        if self.stop:
+            kwargs["stop"] = list(self.stop)
         start = time.monotonic()
         self.counters["requests"] += 1
         error = "no attempt made"

@@ -244,6 +244,13 @@ class MultiModelConfig:
         "SmolLM2 tokenizer).",
         default=24,
     )
+    stop: list[str] | None = _help(
+        "Stop strings: a completion ends with the first token that completes one of them (that "
+        "token kept, so the policy learns to stop there), as vLLM's and OpenAI's stop=. "
+        "['\\n'] keeps one-line answers from trailing text, which the env never reads but the "
+        "loss, the KL and the entropy would count. None: only EOS and max_new_tokens stop.",
+        default=None,
+    )
     temperature: float = _help("Sampling temperature during training rollouts.", default=1.0)
     top_p: float = _help("Nucleus sampling p.", default=1.0)
     system_prompt: str | None = _help(
@@ -436,6 +443,12 @@ class MultiModelConfig:
         _choice("dtype", self.dtype, DTYPES)
         _choice("device", self.device, DEVICES)
         _int("max_new_tokens", self.max_new_tokens, 1, 4096)
+        if self.stop is not None and (
+            not isinstance(self.stop, list | tuple)
+            or not self.stop
+            or not all(isinstance(x, str) and x for x in self.stop)
+        ):
+            _fail("stop", self.stop, "None or a non-empty list of non-empty strings, e.g. ['\\n']")
         _float("temperature", self.temperature, 0.0, 10.0, low_open=True)
         _float("top_p", self.top_p, 0.0, 1.0, low_open=True)
         if self.response_prefix is not None and not isinstance(self.response_prefix, str):

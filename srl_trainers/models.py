@@ -14,12 +14,14 @@ ever downloaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,6 +121,25 @@ class Generation:
     logprobs: list[float]  # per completion token, log_softmax(raw logits / temperature)
     text: str  # decoded completion, special tokens skipped
     finished: bool  # True if an EOS token ended the completion
+
+
+def cut_at_stop(gen: Generation, tokenizer: Any, stops: Sequence[str] | None) -> Generation:
+    """``gen`` ended at the first token whose text completes one of ``stops`` (that token
+    kept); ``gen`` itself when none occurs. Sampling each token depends only on the ones
+    before it, so cutting after the fact gives the completions a stop during generation
+    would have given."""
+    if not stops:
+        return gen
+    if not any(s in gen.text for s in stops):
+        return gen
+    for j in range(len(gen.completion_ids)):
+        kept = gen.completion_ids[: j + 1]
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        if any(s in text for s in stops):
+            return dataclasses.replace(
+                gen, completion_ids=kept, logprobs=gen.logprobs[: j + 1], text=text, finished=True
+            )
+    return gen
 
 
 @dataclass

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import socket
@@ -59,7 +60,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from srl_trainers.models import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Generation, ModelPool
+from srl_trainers.models import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    Generation,
+    ModelPool,
+    cut_at_stop,
+)
 
 __all__ = [
     "BackgroundServer",
@@ -347,20 +354,24 @@ class _Choice:
 
 
 def _finish(pool: ModelPool, gen: Generation, max_tokens: int, stop: list[str]) -> _Choice:
-    """Cut a completion to ``max_tokens`` and at the first ``stop`` string."""
-    ids, logps = gen.completion_ids[:max_tokens], gen.logprobs[:max_tokens]
-    finished = gen.finished and len(gen.completion_ids) <= max_tokens
-    text = gen.text if len(ids) == len(gen.completion_ids) else _decode(pool, ids)
-    reason = "stop" if finished else "length"
-    cuts = [text.find(s) for s in stop if s and s in text]
-    if cuts:
-        text = text[: min(cuts)]
-        for k in range(1, len(ids) + 1):  # the tokens that produced the text up to the stop
-            if any(s and s in _decode(pool, ids[:k]) for s in stop):
-                ids, logps = ids[:k], logps[:k]
-                break
-        reason = "stop"
-    return _Choice(text=text, token_ids=ids, logprobs=logps, finish_reason=reason)
+    """Cut a completion to ``max_tokens`` and at the first ``stop`` string (the text ends
+    before it, as OpenAI's does; the tokens end with the one that completed it)."""
+    if len(gen.completion_ids) > max_tokens:
+        ids = gen.completion_ids[:max_tokens]
+        gen = dataclasses.replace(
+            gen,
+            completion_ids=ids,
+            logprobs=gen.logprobs[:max_tokens],
+            text=_decode(pool, ids),
+            finished=False,
+        )
+    stops = [s for s in stop if s]
+    cut = cut_at_stop(gen, pool.tokenizer, stops)
+    if cut is gen:
+        reason = "stop" if gen.finished else "length"
+        return _Choice(gen.text, gen.completion_ids, gen.logprobs, reason)
+    text = gen.text[: min(gen.text.find(s) for s in stops if s in gen.text)]
+    return _Choice(text, cut.completion_ids, cut.logprobs, "stop")
 
 
 def _decode(pool: ModelPool, ids: list[int]) -> str:

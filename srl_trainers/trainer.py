@@ -55,7 +55,7 @@ from srl_trainers.config import (
     TrainingMode,
     WeightUpdateStrategy,
 )
-from srl_trainers.models import ModelPool, resolve_checkpoint
+from srl_trainers.models import ModelPool, cut_at_stop, resolve_checkpoint
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
 from srl_trainers.strategies import make_strategy
@@ -643,8 +643,10 @@ class MultiModelTrainer:
                     # a failed request (counted by the policy) is an empty, invalid action
                     actions[copy][agent] = answer.text
             pending: dict[tuple[int, str], Turn] = {}
-            for reqs, gens in zip(requests.values(), results):
+            for (checkpoint, reqs), gens in zip(requests.items(), results):
+                tokenizer = self.pools[checkpoint].tokenizer
                 for (copy, agent, slot), gen in zip(reqs, gens):
+                    gen = cut_at_stop(gen, tokenizer, cfg.stop)
                     text = self.response_prefix + gen.text
                     actions[copy][agent] = text
                     tokens += len(gen.completion_ids)
@@ -994,7 +996,9 @@ class MultiModelTrainer:
                 )
             entropy = (out.entropy.float() * mask).sum() / mask.sum().clamp(min=1)
             coef = self._entropy_coef[slot]
-            if coef and (cfg.entropy_target is None or float(entropy.detach()) < cfg.entropy_target):
+            if coef and (
+                cfg.entropy_target is None or float(entropy.detach()) < cfg.entropy_target
+            ):
                 loss = loss - coef * entropy
             token_share = float(mask.sum()) / max(total_tokens, 1)
             seq_share = len(completions) / n

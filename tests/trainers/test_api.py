@@ -66,11 +66,13 @@ def fault_app(scripts: dict[str, list], cycle: list | None = None) -> FastAPI:
     "ok", "slow" (0.1 s then ok), "hang" (sleeps past any timeout), or an HTTP status
     (429 comes with ``retry-after-ms: 80``). ``app.state.log[message]`` holds the arrival
     times of its attempts; ``app.state.peak`` the most requests in flight at once;
-    ``app.state.temperatures`` the sampling temperature of every request.
+    ``app.state.temperatures`` the sampling temperature of every request, ``app.state.stops``
+    its stop strings.
     """
     app = FastAPI()
     app.state.log = defaultdict(list)
     app.state.temperatures = []
+    app.state.stops = []
     app.state.peak = 0
     state = {"in_flight": 0, "count": 0}
 
@@ -97,6 +99,7 @@ def fault_app(scripts: dict[str, list], cycle: list | None = None) -> FastAPI:
         body = await request.json()
         key = body["messages"][-1]["content"]
         app.state.temperatures.append(body.get("temperature"))
+        app.state.stops.append(body.get("stop"))
         attempts = app.state.log[key]
         attempts.append(time.monotonic())
         if key in scripts:
@@ -342,3 +345,22 @@ def test_evaluation_temperature_reaches_the_api():
 
         asyncio.run(go())
     assert app.state.temperatures == [0.9, 0.0]
+    assert app.state.stops == [None, None]
+
+
+def test_stop_strings_reach_the_api(tiny_model_path, tmp_path):
+    cfg = trainer_config(tiny_model_path, tmp_path, "http://127.0.0.1:1", stop=["\n", "###"])
+    app = fault_app({})
+    with BackgroundServer(app) as server:
+        policy = APIPolicy.from_config("model_1_api", "api", "base", cfg, ["player_1"])
+        policy.base_url = server.url + "/v1"
+        policy.validate()
+
+        async def go():
+            try:
+                await policy.act_batch(["a"], None)
+            finally:
+                await policy.aclose()
+
+        asyncio.run(go())
+    assert app.state.stops == [["\n", "###"]]

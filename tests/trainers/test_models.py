@@ -13,7 +13,13 @@ import torch
 
 from srl_trainers import embedded
 from srl_trainers.lora import lora_parameters
-from srl_trainers.models import ModelPool, ModelUnavailableError, resolve_checkpoint
+from srl_trainers.models import (
+    Generation,
+    ModelPool,
+    ModelUnavailableError,
+    cut_at_stop,
+    resolve_checkpoint,
+)
 from srl_trainers.testing import build_tiny_tokenizer
 
 # SRL_TEST_DEVICE=cuda runs the pool tests on a GPU (default: cpu).
@@ -239,6 +245,19 @@ def test_eos_ends_a_completion(pool):
     assert cut[0].finished and cut[0].completion_ids == ref[0].completion_ids[: first + 1]
     assert len(cut[0].logprobs) == first + 1
     assert cut[0].text == pool.tokenizer.decode(cut[0].completion_ids, skip_special_tokens=True)
+
+
+def test_cut_at_stop_keeps_the_token_that_completes_the_stop_string(pool):
+    tok = pool.tokenizer
+    text = "ab\ncd##ef"
+    ids = tok.encode(text, add_special_tokens=False)
+    gen = Generation([1], ids, [-0.1 * i for i in range(len(ids))], text, finished=False)
+    assert cut_at_stop(gen, tok, None) is gen and cut_at_stop(gen, tok, ["zz"]) is gen
+    cut = cut_at_stop(gen, tok, ["##", "\n"])  # the earliest of several
+    assert (cut.text, cut.completion_ids, cut.logprobs) == ("ab\n", ids[:3], gen.logprobs[:3])
+    assert cut.finished
+    longer = cut_at_stop(gen, tok, ["d##"])  # a stop string of several tokens: cut after the last
+    assert (longer.text, longer.completion_ids) == ("ab\ncd##", ids[:7])
 
 
 def test_empty_and_mismatched_inputs(pool):

@@ -258,6 +258,37 @@ def test_response_prefix_is_prefilled_and_sent_to_the_env(
     assert len(llm_outputs) >= len(rollout.turns)
 
 
+def test_stop_strings_cut_what_the_agents_write(tiny_model_path, tmp_path):
+    """The same seeded rollout with and without a stop string: a completion that contains it
+    ends with the token that wrote it (its log-prob kept with it), the env reads the cut text,
+    and the others are untouched."""
+    plain = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "plain"))
+    plain.setup()
+    ref = asyncio.run(plain._rollout(0, 1.0, 0.0)).turns
+    tokenizer = plain.pools[next(iter(plain.pools))].tokenizer
+    chars = [c for t in ref for c in t.text if c.isascii() and c.isprintable()]
+    stop = max(set(chars), key=chars.count)  # in some completions, likely not in all
+    stop_id = tokenizer.encode(stop, add_special_tokens=False)[0]
+    cut = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "cut", stop=[stop]))
+    cut.setup()
+    seen = []
+    cut.environment.reward_function = lambda text, context: seen.append(text) or 0.0
+    turns = asyncio.run(cut._rollout(0, 1.0, 0.0)).turns
+    assert len(turns) == len(ref)
+    kinds = set()
+    for want, got in zip(ref, turns):
+        ids = want.completion_ids
+        k = ids.index(stop_id) + 1 if stop_id in ids else len(ids)
+        kinds.add(k < len(ids))
+        assert got.completion_ids == ids[:k]
+        assert got.gen_logprobs == want.gen_logprobs[:k]
+        assert got.text == cut.response_prefix + tokenizer.decode(ids[:k], skip_special_tokens=True)
+    assert kinds == {True, False}
+    assert sorted(seen) == sorted(t.text for t in turns)
+    with pytest.raises(ConfigError, match=r"stop=\[''\].*non-empty strings"):
+        tiny_config(tiny_model_path, tmp_path, stop=[""])
+
+
 def test_response_prefix_must_be_text(tiny_model_path, tmp_path):
     with pytest.raises(ConfigError, match="response_prefix"):
         tiny_config(tiny_model_path, tmp_path, response_prefix=5)
