@@ -248,7 +248,9 @@ class MultiModelConfig:
         "Stop strings: a completion ends with the first token that completes one of them (that "
         "token kept, so the policy learns to stop there), as vLLM's and OpenAI's stop=. "
         "['\\n'] keeps one-line answers from trailing text, which the env never reads but the "
-        "loss, the KL and the entropy would count. None: only EOS and max_new_tokens stop.",
+        "loss, the KL and the entropy would count; shorter completions also give each answer "
+        "token a larger share of a per-token loss (dapo, bnpo). None: only EOS and "
+        "max_new_tokens stop.",
         default=None,
     )
     temperature: float = _help("Sampling temperature during training rollouts.", default=1.0)
