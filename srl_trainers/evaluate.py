@@ -381,10 +381,11 @@ def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) 
             env.load_state_dict(sd)
 
 
-def _at_stage(trainer: MultiModelTrainer, stage: int | None) -> list[tuple[Any, dict]]:
-    """(env, curriculum state to play) for every staged env copy: its own state, or with
-    ``stage`` that stage, past the warm-up."""
-    curricula = [(env, env.state_dict()) for env in trainer.envs if hasattr(env, "state_dict")]
+def _at_stage(
+    trainer: MultiModelTrainer, curricula: list[tuple[Any, dict]], stage: int | None
+) -> list[tuple[Any, dict]]:
+    """(env, curriculum state to play) for every staged env copy: ``curricula``'s own
+    states, or with ``stage`` that stage, past the warm-up."""
     if stage is None:
         return curricula
     if not curricula:
@@ -424,7 +425,7 @@ async def _play(
     teams = trainer.teams
     groups = _groups(trainer)
     curricula = [(env, env.state_dict()) for env in trainer.envs if hasattr(env, "state_dict")]
-    played_states = _at_stage(trainer, stage)
+    played_states = _at_stage(trainer, curricula, stage)
     rng = capture_rng_state()
     start = time.time()
     survived: list[float] = []
@@ -500,7 +501,7 @@ async def _play(
         teams={k[5:]: v for k, v in finished.items() if k.startswith("team:")},
         population=finished.get("population"),
         game=game,
-        stage=stage if stage is not None else _stage_of(played_states),
+        stage=_stage_of(played_states),
     )
 
 

@@ -132,14 +132,27 @@ def cut_at_stop(gen: Generation, tokenizer: Any, stops: Sequence[str] | None) ->
         return gen
     if not any(s in gen.text for s in stops):
         return gen
-    for j in range(len(gen.completion_ids)):
-        kept = gen.completion_ids[: j + 1]
-        text = tokenizer.decode(kept, skip_special_tokens=True)
-        if any(s in text for s in stops):
-            return dataclasses.replace(
-                gen, completion_ids=kept, logprobs=gen.logprobs[: j + 1], text=text, finished=True
-            )
-    return gen
+    ids = gen.completion_ids
+
+    def prefix_text(n: int) -> str:
+        return tokenizer.decode(ids[:n], skip_special_tokens=True)
+
+    # the shortest prefix whose text holds a stop string (a longer prefix's text extends a
+    # shorter one's, so a binary search finds it)
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if any(s in prefix_text(mid) for s in stops):
+            hi = mid
+        else:
+            lo = mid + 1
+    return dataclasses.replace(
+        gen,
+        completion_ids=ids[:lo],
+        logprobs=gen.logprobs[:lo],
+        text=prefix_text(lo),
+        finished=True,
+    )
 
 
 @dataclass
@@ -449,6 +462,7 @@ class ModelPool:
         top_p: float = 1.0,
         do_sample: bool = True,
         generator_seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Complete every prompt with its adapter (None: the base model) in ONE batched call.
 
@@ -457,7 +471,9 @@ class ModelPool:
         instead), a batch with one adapter activates it; eval mode. Sampling uses a private
         generator seeded by ``generator_seed`` (None: the global RNG), so the same seed gives the
         same completions. Log-probs are under log_softmax(logits / temperature), what
-        :meth:`sequence_logprobs` computes; ``do_sample=False`` is greedy.
+        :meth:`sequence_logprobs` computes; ``do_sample=False`` is greedy. ``stop``: stop
+        strings; a completion ends with the token that completes one (:func:`cut_at_stop`),
+        and the batch stops early once every row has.
         """
         from transformers import LogitsProcessorList
 
@@ -506,6 +522,7 @@ class ModelPool:
                 logits_processor=LogitsProcessorList([sampler]),
                 eos_token_id=self.eos_token_ids,
                 use_cache=True,
+                **({"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}),
                 **kwargs,
             )
         new = sequences[:, input_ids.shape[1] :]
@@ -519,12 +536,16 @@ class ModelPool:
             finished.append(end is not None)
         texts = [self.tokenizer.decode(c, skip_special_tokens=True) for c in completions]
         return [
-            Generation(
-                prompt_ids=list(prompt_ids[i]),
-                completion_ids=completions[i],
-                logprobs=logprobs[i][: len(completions[i])],
-                text=texts[i],
-                finished=finished[i],
+            cut_at_stop(
+                Generation(
+                    prompt_ids=list(prompt_ids[i]),
+                    completion_ids=completions[i],
+                    logprobs=logprobs[i][: len(completions[i])],
+                    text=texts[i],
+                    finished=finished[i],
+                ),
+                self.tokenizer,
+                stop,
             )
             for i in range(len(prompt_ids))
         ]

@@ -55,7 +55,7 @@ from srl_trainers.config import (
     TrainingMode,
     WeightUpdateStrategy,
 )
-from srl_trainers.models import ModelPool, cut_at_stop, resolve_checkpoint
+from srl_trainers.models import ModelPool, resolve_checkpoint
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
 from srl_trainers.strategies import make_strategy
@@ -623,6 +623,7 @@ class MultiModelTrainer:
                         max_new_tokens=cfg.max_new_tokens,
                         top_p=cfg.top_p,
                         generator_seed=gen_seed,
+                        stop=cfg.stop,
                         **sampling,
                     )
                 )
@@ -643,10 +644,8 @@ class MultiModelTrainer:
                     # a failed request (counted by the policy) is an empty, invalid action
                     actions[copy][agent] = answer.text
             pending: dict[tuple[int, str], Turn] = {}
-            for (checkpoint, reqs), gens in zip(requests.items(), results):
-                tokenizer = self.pools[checkpoint].tokenizer
+            for reqs, gens in zip(requests.values(), results):
                 for (copy, agent, slot), gen in zip(reqs, gens):
-                    gen = cut_at_stop(gen, tokenizer, cfg.stop)
                     text = self.response_prefix + gen.text
                     actions[copy][agent] = text
                     tokens += len(gen.completion_ids)
@@ -840,12 +839,10 @@ class MultiModelTrainer:
             if not stepping:
                 continue
             batches = {slot: self._prepare_batch(slot) for slot in stepping}
-            entropy: dict[str, float] = {}
             for _ in range(self.config.num_iterations):
                 for slot in stepping:
                     for k, v in self._backward(slot, batches[slot]).items():
                         metrics[f"model/{slot}/{k}"] = v
-                    entropy[slot] = metrics[f"model/{slot}/entropy"]
                 strategy.before_optimizer_step(pool.model, stepping)
                 for slot in stepping:
                     params = [
@@ -859,7 +856,7 @@ class MultiModelTrainer:
             strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
             for slot in stepping:
                 metrics[f"model/{slot}/entropy_coef"] = self._entropy_coef[slot]
-                self._adapt_entropy_coef(slot, entropy[slot])
+                self._adapt_entropy_coef(slot, metrics[f"model/{slot}/entropy"])
             if (
                 checkpoint in self.backends
             ):  # vLLM serves copies of the adapters: push the new weights

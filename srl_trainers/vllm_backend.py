@@ -120,6 +120,7 @@ class VLLMGenerationBackend:
         top_p: float = 1.0,
         do_sample: bool = True,
         generator_seed: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Complete every prompt with its adapter (None: the base model): ``ModelPool.generate``'s
         contract, in one ``LLM.generate`` call."""
@@ -143,6 +144,9 @@ class VLLMGenerationBackend:
                 seed=None if generator_seed is None else generator_seed * 100_003 + i,
                 logprobs=0,  # the sampled token's log-prob only
                 stop_token_ids=self.eos_token_ids,
+                # a stop string ends the row with the token that completed it, as in ModelPool
+                stop=list(stop) if stop else None,
+                include_stop_str_in_output=True,
                 skip_special_tokens=True,
             )
             for i in range(len(prompt_ids))

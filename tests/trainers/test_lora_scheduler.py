@@ -292,10 +292,14 @@ def test_vllm_backend_glue(fake_vllm, tmp_path):
     ]
     assert len({p.seed for p in params}) == 3  # one seed per row: identical prompts differ
     assert all(p.logprobs == 0 and p.stop_token_ids == [2] and p.max_tokens == 3 for p in params)
+    assert all(p.stop is None for p in params)
     assert gens[0].prompt_ids == [1, 2] and gens[0].completion_ids == [7, 8, 2]
     assert gens[0].logprobs == [-0.5, -1.0, -1.5] and gens[0].finished and gens[0].text == "hi"
     assert gens[1].completion_ids == [7, 8] and not gens[1].finished
 
+    backend.generate([[1]], [None], max_new_tokens=2, stop=["\n"])
+    (stopped,) = fake_vllm.generate[-1][1]
+    assert stopped.stop == ["\n"] and stopped.include_stop_str_in_output
     backend.generate([[1]], [None], max_new_tokens=2, do_sample=False, top_p=0.5)
     (greedy,) = fake_vllm.generate[-1][1]
     assert greedy.temperature == 0.0 and greedy.top_p == 1.0 and greedy.seed is None
