@@ -10,7 +10,9 @@ spaces, invalid-action handling, reward mixing and the ``infos`` layout.
 * ``raw_score``: the game's raw score for this agent this step (before mixing),
 * ``reward_components``: the named parts of the reward (``mixed``, ``format_penalty``),
 * ``invalid_action`` (bool) and ``invalid_reason`` (str, empty when valid),
-* ``action``: the typed action the game applied (the fallback when invalid).
+* ``action``: the typed action the game applied (the fallback when invalid),
+* ``action_span``: for a valid text action, the character offsets ``(start, end)`` of the
+  part of the text the action was read from (``ParseResult.span``); ``None`` otherwise.
 """
 
 from __future__ import annotations
@@ -205,10 +207,12 @@ class SRLParallelEnv(ParallelEnv):
             raise RuntimeError("step() called on a finished episode: call reset() first")
         typed: dict[str, Any] = {}
         invalid: dict[str, str] = {}
+        spans: dict[str, tuple[int, int] | None] = {}
         for agent in self.agents:
             result = self._interpret(agent, actions.get(agent))
             if result.valid:
                 typed[agent] = result.action
+                spans[agent] = result.span
             else:
                 typed[agent] = self._fallback_action(agent)
                 invalid[agent] = result.reason or "invalid action"
@@ -224,6 +228,7 @@ class SRLParallelEnv(ParallelEnv):
                 "invalid_action": agent in invalid,
                 "invalid_reason": invalid.get(agent, ""),
                 "action": typed[agent],
+                "action_span": spans.get(agent),
                 **extra.get(agent, {}),
             }
         acting = list(self.agents)

@@ -11,7 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ParseResult", "find_integers", "sanitize_message", "truncate_for_parsing"]
+__all__ = [
+    "ParseResult",
+    "blank_out",
+    "find_integers",
+    "sanitize_message",
+    "truncate_for_parsing",
+]
 
 # Actions longer than this are cut before parsing: an LLM never needs more, and regexes
 # over megabytes of junk would make the env the bottleneck of a rollout.
@@ -23,10 +29,17 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class ParseResult:
-    """A parsed action: ``action`` is ``None`` when the text is not a valid action."""
+    """A parsed action: ``action`` is ``None`` when the text is not a valid action.
+
+    ``span`` is where in the parsed text the action was read: the character offsets
+    ``(start, end)`` of the part that decided it (``"3,3,2,1,1"`` in
+    ``"ALLOCATE: 3,3,2,1,1 because"``), or ``None`` when there is no such part (invalid or
+    structured actions). A trainer can aim at the tokens that wrote it.
+    """
 
     action: Any
     reason: str = ""
+    span: tuple[int, int] | None = None
 
     @property
     def valid(self) -> bool:
@@ -54,3 +67,11 @@ def sanitize_message(text: str, max_chars: int) -> str:
     text = _CONTROL_RE.sub(" ", text).replace("\n", " ").replace("\r", " ")
     text = " ".join(text.split())
     return text[:max_chars]
+
+
+def blank_out(text: str, start: int, end: int) -> str:
+    """``text`` with ``[start, end)`` replaced by a line break and spaces: the part no longer
+    reads as anything, and every other character keeps its offset (for ``ParseResult.span``)."""
+    if end <= start:
+        return text
+    return text[:start] + "\n" + " " * (end - start - 1) + text[end:]

@@ -37,7 +37,7 @@ import math
 import re
 from typing import NamedTuple
 
-from srl_envs.parsing import ParseResult, sanitize_message, truncate_for_parsing
+from srl_envs.parsing import ParseResult, blank_out, sanitize_message, truncate_for_parsing
 
 __all__ = ["HarvestAction", "clean_message", "parse_action"]
 
@@ -93,18 +93,20 @@ def _to_number(token: str) -> float:
     return float(token)
 
 
-def _harvest_number(text: str) -> tuple[float | None, str]:
-    """The harvest number of ``text`` (rules 2a-2c) or ``None`` and a reason."""
+def _harvest_number(text: str) -> tuple[float | None, str, tuple[int, int] | None]:
+    """The harvest number of ``text`` (rules 2a-2c) and where it is, or ``None`` and a
+    reason."""
     m = _STRICT_RE.search(text) or _LOOSE_RE.search(text)
     if m is not None:
-        return _to_number(m.group(1)), ""
-    values = {_to_number(tok) for tok in _BARE_RE.findall(text)}
+        return _to_number(m.group(1)), "", m.span(1)
+    bare = list(_BARE_RE.finditer(text))
+    values = {_to_number(b.group(1)) for b in bare}
     if len(values) == 1:
-        return values.pop(), ""
+        return values.pop(), "", bare[0].span(1)
     if not values:
-        return None, f"no harvest number found: {_EXPECTED}"
+        return None, f"no harvest number found: {_EXPECTED}", None
     shown = ", ".join(f"{v:g}" for v in sorted(values)[:5])
-    return None, f"ambiguous: several numbers ({shown}) and no 'HARVEST:'; {_EXPECTED}"
+    return None, f"ambiguous: several numbers ({shown}) and no 'HARVEST:'; {_EXPECTED}", None
 
 
 def parse_action(text: object, max_harvest: int, message_max_chars: int) -> ParseResult:
@@ -120,16 +122,16 @@ def parse_action(text: object, max_harvest: int, message_max_chars: int) -> Pars
     m = _MESSAGE_RE.search(text)
     if m is not None:
         message = clean_message(m.group(1), message_max_chars)
-        body = text[: m.start()] + "\n" + text[m.end() :]
-    value, reason = _harvest_number(body)
+        body = blank_out(text, m.start(), m.end())
+    value, reason, span = _harvest_number(body)
     if value is None and m is not None:
-        strict = _STRICT_RE.search(m.group(1))
+        strict = _STRICT_RE.search(text, m.start(1), m.end(1))
         if strict is not None:
-            value = _to_number(strict.group(1))
+            value, span = _to_number(strict.group(1)), strict.span(1)
     if value is None:
         return ParseResult(None, reason)
     if value < 0:
         shown = "a huge negative number" if math.isinf(value) else f"{value:g}"
         return ParseResult(None, f"harvest must be 0 or more, got {shown}")
     amount = max_harvest if value >= max_harvest else math.floor(value)
-    return ParseResult(HarvestAction(amount, message))
+    return ParseResult(HarvestAction(amount, message), span=span)

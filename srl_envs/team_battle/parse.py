@@ -35,7 +35,7 @@ import re
 from typing import NamedTuple
 
 from srl_envs.base import to_charset
-from srl_envs.parsing import ParseResult, sanitize_message
+from srl_envs.parsing import ParseResult, blank_out, sanitize_message
 from srl_envs.team_battle.core import Params
 
 __all__ = ["TeamAction", "parse_action"]
@@ -89,19 +89,20 @@ def _by_field(matches: list[re.Match], k: int) -> ParseResult:
         if value is None:
             return ParseResult(None, reason)
         troops[field - 1] = value[0]
-    return ParseResult(tuple(troops))
+    return ParseResult(tuple(troops), span=(matches[0].start(), matches[-1].end()))
 
 
 def _positional(text: str, k: int) -> ParseResult:
     marker = _ALLOCATE_RE.search(text)
-    if marker is not None:
-        text = text[marker.end() :]
+    offset = 0 if marker is None else marker.end()
     longest = 0
-    for run in _RUN_RE.finditer(text):
+    for run in _RUN_RE.finditer(text[offset:]):
         tokens = _NUM_RE.findall(run.group())
         if len(tokens) == k:
             troops, reason = _to_troops(tokens)
-            return ParseResult(troops, reason)
+            if troops is None:
+                return ParseResult(None, reason)
+            return ParseResult(troops, span=(offset + run.start(), offset + run.end()))
         longest = max(longest, len(tokens))
     if longest == 0:
         where = " after ALLOCATE" if marker is not None else ""
@@ -125,10 +126,10 @@ def parse_action(text: str, params: Params) -> ParseResult:
     if m is not None:
         if params.team_size > 1 and params.message_max_chars > 0:
             message = to_charset(sanitize_message(m.group(1), params.message_max_chars))
-        text = text[: m.start()] + "\n" + text[m.end() :]
+        text = blank_out(text, m.start(), m.end())
     k = params.num_fields
     fields = list(_FIELD_RE.finditer(text))
     result = _by_field(fields, k) if fields else _positional(text, k)
     if not result.valid:
         return result
-    return ParseResult(TeamAction(result.action, message))
+    return ParseResult(TeamAction(result.action, message), span=result.span)

@@ -178,6 +178,26 @@ def test_parser_invalid(text, reason):
     assert reason in result.reason
 
 
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("HARVEST: 5", "5"),
+        ("**HARVEST:** 7 because", "7"),
+        ("I will take about 8 today", "8"),
+        ("  5 fish, 5 more  ", "5"),
+        ("Harvest: five", "five"),
+        ('MESSAGE: "take 3"\nHARVEST: 4', "4"),
+        ("MESSAGE: hi HARVEST: 6", "6"),
+    ],
+)
+def test_parser_span_is_the_number_the_harvest_was_read_from(text, read):
+    result = parse_action(text, 25, 120)
+    start, end = result.span
+    assert text[start:end] == read
+    if text.startswith("MESSAGE: hi"):  # read inside the message line: its own offsets
+        assert start == text.index("6")
+
+
 def test_parser_bounds_messages():
     long = "MESSAGE: " + "x" * 3000 + "\nHARVEST: 2"  # texts are cut at 4096 chars
     assert parse_action(long, 25, 30).action == HarvestAction(2, "x" * 30)

@@ -207,6 +207,36 @@ def test_parser_messages():
     assert parse_action("1 1 1 1 1\nMESSAGE: hi", off).action.message == ""
 
 
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("ALLOCATE: 3,3,2,1,1", "3,3,2,1,1"),
+        ("Sure! ALLOCATE: 3, 3, 2, 1, 1. Good luck", "3, 3, 2, 1, 1"),
+        ("Round 2 plan. ALLOCATE: 1,1,1,1,6", "1,1,1,1,6"),
+        ("3,3,2 is short; 3 3 2 1 1", "3 3 2 1 1"),
+        ("MESSAGE: put 5 on field 1: 9\nALLOCATE: 2,2,2,2,2", "2,2,2,2,2"),
+        ("ALLOCATE: 2,2,2,2,2 MESSAGE: 1 2 3 4 5", "2,2,2,2,2"),
+        ("I think field 1: 5, field 3: 5 wins", "field 1: 5, field 3: 5"),
+    ],
+)
+def test_parser_span_is_the_text_the_allocation_was_read_from(text, read):
+    result = parse_action(text, P5)
+    start, end = result.span
+    assert text[start:end] == read
+
+
+def test_env_infos_carry_the_span_of_valid_text_actions_only():
+    env = TeamBattleEnv(team_size=1, num_fields=3, budget=6)
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({"red_0": "I say ALLOCATE: 1,2,3 now", "blue_0": "no idea"})
+    assert infos["red_0"]["action_span"] == (16, 21)
+    assert infos["blue_0"]["action_span"] is None and infos["blue_0"]["invalid_action"]
+    structured = TeamBattleEnv(team_size=1, num_fields=3, budget=6, action_mode="structured")
+    structured.reset(seed=0)
+    _, _, _, _, infos = structured.step({"red_0": [1, 2, 3], "blue_0": [2, 2, 2]})
+    assert infos["red_0"]["action_span"] is None and not infos["red_0"]["invalid_action"]
+
+
 def test_parser_never_raises_on_nasty_input():
     nasty = [
         "\x00" * 100,
