@@ -66,6 +66,7 @@ ENVS = ("coop_compete", "team_battle", "staged")
 ALGORITHMS = ("grpo", "ppo")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 BASELINES = ("group", "counterfactual")
+ENTROPY_SCOPES = ("completion", "action")
 DTYPES = ("bfloat16", "float32", "float16")
 DEVICES = ("cpu", "cuda", "auto")
 BACKENDS = ("hf", "vllm")
@@ -211,6 +212,16 @@ class MultiModelConfig:
         "entropy is below the target, so it cannot push the entropy far past it. None: a "
         "fixed entropy_coef.",
         default=None,
+    )
+    entropy_scope: str = _help(
+        "Which tokens the entropy bonus (and the adaptive target) counts. 'completion': every "
+        "completion token. 'action': only the tokens that wrote the part of the text the env "
+        "read the action from (its parser's span, e.g. '3,3,2,1,1' after 'ALLOCATE:'); "
+        "turns with invalid actions contribute none. A bonus over the whole completion raises "
+        "the entropy wherever it is cheapest, which is usually free text after the answer; "
+        "'action' puts it on the decision. Either way the entropy of both scopes is logged "
+        "(model/<slot>/entropy, model/<slot>/action_entropy).",
+        default="completion",
     )
     entropy_coef_step: float = _help(
         "Adaptive entropy control: how far the coefficient moves per update.", default=0.002
@@ -417,6 +428,7 @@ class MultiModelConfig:
         _float("entropy_coef", self.entropy_coef, 0.0)
         if self.entropy_target is not None:
             _float("entropy_target", self.entropy_target, 0.0, low_open=True)
+        _choice("entropy_scope", self.entropy_scope, ENTROPY_SCOPES)
         _float("entropy_coef_step", self.entropy_coef_step, 0.0)
         _float("entropy_coef_max", self.entropy_coef_max, 0.0)
         if self.entropy_target is not None and self.entropy_coef > self.entropy_coef_max:

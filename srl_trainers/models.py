@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,20 @@ class Generation:
     finished: bool  # True if an EOS token ended the completion
 
 
+def _shortest_prefix(ids: Sequence[int], tokenizer: Any, holds: Callable[[str], bool]) -> int:
+    """The fewest leading tokens of ``ids`` whose text ``holds`` (``len(ids)`` if none but
+    all do): a binary search, for a test that stays true once true (a longer prefix's text
+    extends a shorter one's)."""
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(tokenizer.decode(ids[:mid], skip_special_tokens=True)):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def cut_at_stop(gen: Generation, tokenizer: Any, stops: Sequence[str] | None) -> Generation:
     """``gen`` ended at the first token whose text completes one of ``stops`` (that token
     kept); ``gen`` itself when none occurs. Sampling each token depends only on the ones
@@ -133,26 +147,26 @@ def cut_at_stop(gen: Generation, tokenizer: Any, stops: Sequence[str] | None) ->
     if not any(s in gen.text for s in stops):
         return gen
     ids = gen.completion_ids
-
-    def prefix_text(n: int) -> str:
-        return tokenizer.decode(ids[:n], skip_special_tokens=True)
-
-    # the shortest prefix whose text holds a stop string (a longer prefix's text extends a
-    # shorter one's, so a binary search finds it)
-    lo, hi = 1, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if any(s in prefix_text(mid) for s in stops):
-            hi = mid
-        else:
-            lo = mid + 1
+    n = _shortest_prefix(ids, tokenizer, lambda text: any(s in text for s in stops))
     return dataclasses.replace(
         gen,
-        completion_ids=ids[:lo],
-        logprobs=gen.logprobs[:lo],
-        text=prefix_text(lo),
+        completion_ids=ids[:n],
+        logprobs=gen.logprobs[:n],
+        text=tokenizer.decode(ids[:n], skip_special_tokens=True),
         finished=True,
     )
+
+
+def token_range(ids: Sequence[int], tokenizer: Any, start: int, end: int) -> tuple[int, int] | None:
+    """The tokens ``[i, j)`` of ``ids`` whose text covers the characters ``[start, end)`` of
+    ``decode(ids)``; ``None`` for an empty or out-of-range span."""
+    if not ids or not 0 <= start < end:
+        return None
+    if len(tokenizer.decode(ids, skip_special_tokens=True)) < end:
+        return None
+    first = _shortest_prefix(ids, tokenizer, lambda text: len(text) > start) - 1
+    last = _shortest_prefix(ids, tokenizer, lambda text: len(text) >= end)
+    return first, last
 
 
 @dataclass

@@ -55,7 +55,7 @@ from srl_trainers.config import (
     TrainingMode,
     WeightUpdateStrategy,
 )
-from srl_trainers.models import ModelPool, resolve_checkpoint
+from srl_trainers.models import ModelPool, resolve_checkpoint, token_range
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
 from srl_trainers.strategies import make_strategy
@@ -97,6 +97,8 @@ class Turn:
     invalid: bool = False
     done: bool = False
     baseline: float = math.nan  # counterfactual baseline of the turn's reward; NaN: group mean
+    # completion tokens [i, j) that wrote the part of the text the env read the action from
+    action_tokens: tuple[int, int] | None = None
 
 
 @dataclass
@@ -681,6 +683,7 @@ class MultiModelTrainer:
                     turn = pending.get((copy, agent))
                     if turn is not None:
                         turn.invalid = bool(info["invalid_action"])
+                        turn.action_tokens = self._action_tokens(turn, info.get("action_span"))
                         turn.done = bool(terms[agent] or truncs[agent])
                         prompt = prompts_seen[copy][agent]
                         r = self._turn_reward(turn, prompt, r, info)
@@ -764,6 +767,17 @@ class MultiModelTrainer:
         return self.environment.custom_reward(
             turn.text if text is None else text, context, env_reward
         )
+
+    def _action_tokens(self, turn: Turn, span: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The completion tokens that wrote ``span`` (characters of ``turn.text``, where the
+        env's parser read the action); ``None`` without a span or when it lies in the
+        prefilled response prefix."""
+        if span is None:
+            return None
+        shift = len(self.response_prefix)  # turn.text is the prefix + the completion's text
+        start, end = max(span[0] - shift, 0), span[1] - shift
+        tokenizer = self.pool_of[turn.slot].tokenizer
+        return token_range(turn.completion_ids, tokenizer, start, end)
 
     def _prefix_ids(self, pool: ModelPool) -> list[int]:
         """Token ids of the response prefix (none without one): they end every prompt, so the
@@ -854,9 +868,10 @@ class MultiModelTrainer:
                     self.optimizers[slot].step()
                     self.optimizers[slot].zero_grad(set_to_none=True)
             strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
+            scope = "action_entropy" if self.config.entropy_scope == "action" else "entropy"
             for slot in stepping:
                 metrics[f"model/{slot}/entropy_coef"] = self._entropy_coef[slot]
-                self._adapt_entropy_coef(slot, metrics[f"model/{slot}/entropy"])
+                self._adapt_entropy_coef(slot, metrics.get(f"model/{slot}/{scope}"))
             if (
                 checkpoint in self.backends
             ):  # vLLM serves copies of the adapters: push the new weights
@@ -882,11 +897,12 @@ class MultiModelTrainer:
                 self._buffers[slot] = self._buffers[slot][-cap:]
         return metrics
 
-    def _adapt_entropy_coef(self, slot: str, entropy: float) -> None:
+    def _adapt_entropy_coef(self, slot: str, entropy: float | None) -> None:
         """Adaptive entropy control: the coefficient of the next update steps up while the
-        adapter's entropy is below ``entropy_target`` and down while above it."""
+        adapter's entropy is below ``entropy_target`` and down while above it (unchanged by
+        an update that had no tokens in scope)."""
         cfg = self.config
-        if cfg.entropy_target is None:
+        if cfg.entropy_target is None or entropy is None:
             return
         step = cfg.entropy_coef_step if entropy < cfg.entropy_target else -cfg.entropy_coef_step
         self._entropy_coef[slot] = min(
@@ -944,6 +960,7 @@ class MultiModelTrainer:
         n = len(batch["samples"])
         total_tokens = sum(len(c) for c in batch["completions"])
         sums: dict[str, float] = defaultdict(float)
+        action_count = 0.0
         for lo in range(0, n, _MICRO_BATCH):
             sl = slice(lo, lo + _MICRO_BATCH)
             prompts, completions = batch["prompts"][sl], batch["completions"][sl]
@@ -991,12 +1008,15 @@ class MultiModelTrainer:
                     ref_per_token_logps=ref,
                     beta=cfg.beta,
                 )
-            entropy = (out.entropy.float() * mask).sum() / mask.sum().clamp(min=1)
+            token_entropy = out.entropy.float()
+            entropy = (token_entropy * mask).sum() / mask.sum().clamp(min=1)
+            action_mask = _action_mask(batch["samples"][sl], width).to(device) * mask
+            action_sum = (token_entropy * action_mask).sum()
+            action_entropy = action_sum / action_mask.sum().clamp(min=1)
+            scoped = action_entropy if cfg.entropy_scope == "action" else entropy
             coef = self._entropy_coef[slot]
-            if coef and (
-                cfg.entropy_target is None or float(entropy.detach()) < cfg.entropy_target
-            ):
-                loss = loss - coef * entropy
+            if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
+                loss = loss - coef * scoped
             token_share = float(mask.sum()) / max(total_tokens, 1)
             seq_share = len(completions) / n
             weight = (
@@ -1009,6 +1029,13 @@ class MultiModelTrainer:
             for k, v in m.items():
                 sums[k] += float(v) * seq_share
             sums["entropy"] += float(entropy.detach()) * seq_share
+            sums["action_entropy"] += float(action_sum.detach())
+            action_count += float(action_mask.sum())
+        # the mean over every action token of the batch; absent when no turn had one
+        if action_count:
+            sums["action_entropy"] /= action_count
+        else:
+            del sums["action_entropy"]
         sums["samples"] = n
         sums["mean_advantage"] = float(batch["advantages"].mean())
         return dict(sums)
@@ -1316,6 +1343,15 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _action_mask(samples: list[Turn], width: int) -> torch.Tensor:
+    """[B, width] float mask, 1 on each sample's ``action_tokens`` (completions right-padded)."""
+    mask = torch.zeros(len(samples), width)
+    for i, turn in enumerate(samples):
+        if turn.action_tokens is not None:
+            mask[i, turn.action_tokens[0] : turn.action_tokens[1]] = 1.0
+    return mask
 
 
 def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool]:

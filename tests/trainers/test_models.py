@@ -19,6 +19,7 @@ from srl_trainers.models import (
     ModelUnavailableError,
     cut_at_stop,
     resolve_checkpoint,
+    token_range,
 )
 from srl_trainers.testing import build_tiny_tokenizer
 
@@ -258,6 +259,33 @@ def test_cut_at_stop_keeps_the_token_that_completes_the_stop_string(pool):
     assert cut.finished
     longer = cut_at_stop(gen, tok, ["d##"])  # a stop string of several tokens: cut after the last
     assert (longer.text, longer.completion_ids) == ("ab\ncd##", ids[:7])
+
+
+class _WordTokenizer:
+    """Tokens of several characters (a stand-in for BPE merges): id i decodes to WORDS[i]."""
+
+    WORDS = [" I", " take", " 1", "3", " fish", ",", "12", "<eos>"]
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(
+            self.WORDS[i] for i in ids if not (skip_special_tokens and self.WORDS[i] == "<eos>")
+        )
+
+
+@pytest.mark.parametrize(
+    ("ids", "span", "tokens"),
+    [
+        ([0, 1, 2, 3, 4], (7, 10), (2, 4)),  # " I take 13 fish": "13" is " 1" + "3"
+        ([0, 1, 2, 3, 4], (8, 9), (2, 3)),  # inside one token: that token
+        ([0, 1, 2, 3, 4], (0, 15), (0, 5)),
+        ([6, 5, 6, 7], (3, 5), (2, 3)),  # "12,12": the second number
+        ([6, 5, 6, 7], (3, 6), None),  # past the text's end
+        ([6, 5, 6, 7], (2, 2), None),  # empty
+        ([], (0, 1), None),
+    ],
+)
+def test_token_range_covers_the_characters_with_the_fewest_tokens(ids, span, tokens):
+    assert token_range(ids, _WordTokenizer(), *span) == tokens
 
 
 def test_empty_and_mismatched_inputs(pool):

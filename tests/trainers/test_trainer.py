@@ -13,6 +13,7 @@ import torch
 import srl_envs
 from srl_trainers import ConfigError, MultiModelConfig, MultiModelTrainer
 from srl_trainers.lora import lora_parameters
+from srl_trainers.models import Generation
 from srl_trainers.testing import tiny_trainer_config
 from srl_trainers.trainer import Turn, counterfactual_baseline
 
@@ -287,6 +288,105 @@ def test_stop_strings_cut_what_the_agents_write(tiny_model_path, tmp_path):
     assert sorted(seen) == sorted(t.text for t in turns)
     with pytest.raises(ConfigError, match=r"stop=\[''\].*non-empty strings"):
         tiny_config(tiny_model_path, tmp_path, stop=[""])
+
+
+def _scripted(trainer: MultiModelTrainer, texts: list[str]) -> None:
+    """The trainer's LoRA slots write ``texts`` in turn (the real prompts are kept)."""
+    pool = next(iter(trainer.pools.values()))
+    tokenizer = pool.tokenizer
+    replies = iter(texts * 1000)
+
+    def generate(prompts, adapters, **kwargs):
+        out = []
+        for prompt in prompts:
+            ids = tokenizer.encode(next(replies), add_special_tokens=False)
+            text = tokenizer.decode(ids)
+            out.append(Generation(list(prompt), ids, [0.0] * len(ids), text, False))
+        return out
+
+    pool.generate = generate
+
+
+def _scripted_trainer(tiny_model_path, tmp_path, texts, **overrides) -> MultiModelTrainer:
+    cfg = tiny_config(tiny_model_path, tmp_path, response_prefix="HARVEST:", **overrides)
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    _scripted(trainer, texts)
+    return trainer
+
+
+def test_turns_know_the_tokens_their_action_was_read_from(tiny_model_path, tmp_path):
+    """The commons parser reads '5' from 'HARVEST: 5 fish' (the prefill plus the
+    completion): the turn's action tokens are the completion tokens that wrote it."""
+    texts = [" 5 fish", " I take 13 today", " none", " 7"]
+    trainer = _scripted_trainer(tiny_model_path, tmp_path, texts)
+    tokenizer = next(iter(trainer.pools.values())).tokenizer
+    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    read = {}
+    for turn in turns:
+        completion = tokenizer.decode(turn.completion_ids)
+        if turn.action_tokens is None:
+            read[completion] = None
+        else:
+            a, b = turn.action_tokens
+            read[completion] = tokenizer.decode(turn.completion_ids[a:b])
+    assert read == {" 5 fish": "5", " I take 13 today": "13", " none": None, " 7": "7"}
+    assert all(t.invalid == (t.action_tokens is None) for t in turns)
+
+
+def test_entropy_scope_action_counts_only_the_action_tokens(tiny_model_path, tmp_path):
+    """``action_entropy`` is the mean entropy over the action tokens; with
+    ``entropy_scope='action'`` the bonus acts there only, so it trains differently from a
+    completion-wide bonus, and a batch with no valid action gets no bonus at all."""
+    texts = [" 5 fish", " I take 13 today", " none", " 7"]
+    trainer = _scripted_trainer(tiny_model_path, tmp_path / "m", texts)
+    slot = trainer.slots[0]
+    trainer._buffers[slot] = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    trainer._buffers[slot] = [t for t in trainer._buffers[slot] if t.slot == slot]
+    trainer._compute_returns(trainer._buffers[slot])
+    batch = trainer._prepare_batch(slot)
+    pool = trainer.pool_of[slot]
+    with torch.no_grad():
+        out = pool.sequence_logprobs(
+            slot, batch["prompts"], batch["completions"], return_entropy=True
+        )
+    spans = [t.action_tokens for t in batch["samples"] if t.action_tokens is not None]
+    want = [
+        float(out.entropy[i, a:b].mean())
+        for i, t in enumerate(batch["samples"])
+        if t.action_tokens is not None
+        for a, b in [t.action_tokens]
+    ]
+    assert spans and len(want) < len(batch["samples"])
+    lengths = [b - a for a, b in spans]
+    expected = sum(w * n for w, n in zip(want, lengths)) / sum(lengths)
+    metrics = trainer._backward(slot, batch)
+    # the tiny random model is near uniform (about 5.55 nats everywhere): compare closely
+    assert metrics["action_entropy"] == pytest.approx(expected, abs=2e-6)
+    assert abs(metrics["action_entropy"] - metrics["entropy"]) > 1e-5
+
+    weights = {}
+    runs = {
+        "plain": (texts, {}),
+        "action": (texts, dict(entropy_coef=0.5, entropy_scope="action")),
+        "completion": (texts, dict(entropy_coef=0.5)),
+        "plain, no valid action": ([" none"], {}),
+        "action, no valid action": ([" none"], dict(entropy_coef=0.5, entropy_scope="action")),
+    }
+    for name, (script, extra) in runs.items():
+        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
+        metrics = _episode(trainer, 0)
+        assert ("model/" + slot + "/action_entropy" in metrics) == (script == texts)
+        weights[name] = snapshot(trainer)[slot]
+    differs = {
+        (a, b): any(not torch.equal(weights[a][k], weights[b][k]) for k in weights[a])
+        for a, b in [("plain", "action"), ("plain", "completion"), ("action", "completion")]
+    }
+    assert all(differs.values()), differs
+    for key, value in weights["plain, no valid action"].items():
+        torch.testing.assert_close(weights["action, no valid action"][key], value)
+    with pytest.raises(ConfigError, match=r"entropy_scope.*'completion', 'action'"):
+        tiny_config(tiny_model_path, tmp_path, entropy_scope="answer")
 
 
 def test_response_prefix_must_be_text(tiny_model_path, tmp_path):
