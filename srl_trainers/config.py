@@ -219,7 +219,8 @@ class MultiModelConfig:
         "read the action from (its parser's span, e.g. '3,3,2,1,1' after 'ALLOCATE:'); "
         "turns with invalid actions contribute none. A bonus over the whole completion raises "
         "the entropy wherever it is cheapest, which is usually free text after the answer; "
-        "'action' puts it on the decision. Either way the entropy of both scopes is logged "
+        "'action' puts it on the answer, separators included, so a large coefficient can "
+        "break the answer's format (benchmarks/RESULTS.md, v24). Either way the entropy of both scopes is logged "
         "(model/<slot>/entropy, model/<slot>/action_entropy).",
         default="completion",
     )
