@@ -379,7 +379,7 @@ def test_entropy_scope_action_counts_only_the_action_tokens(tiny_model_path, tmp
         assert ("model/" + slot + "/action_entropy" in metrics) == (script == texts)
         weights[name] = snapshot(trainer)[slot]
     differs = {
-        (a, b): any(not torch.equal(weights[a][k], weights[b][k]) for k in weights[a])
+        (a, b): changed(weights[a], weights[b])
         for a, b in [("plain", "action"), ("plain", "completion"), ("action", "completion")]
     }
     assert all(differs.values()), differs
