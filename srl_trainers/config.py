@@ -66,7 +66,7 @@ ENVS = ("coop_compete", "team_battle", "staged")
 ALGORITHMS = ("grpo", "ppo")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 BASELINES = ("group", "counterfactual")
-ENTROPY_SCOPES = ("completion", "action")
+ENTROPY_SCOPES = ("completion", "action", "numbers")
 DTYPES = ("bfloat16", "float32", "float16")
 DEVICES = ("cpu", "cuda", "auto")
 BACKENDS = ("hf", "vllm")
@@ -214,14 +214,18 @@ class MultiModelConfig:
         default=None,
     )
     entropy_scope: str = _help(
-        "Which tokens the entropy bonus (and the adaptive target) counts. 'completion': every "
-        "completion token. 'action': only the tokens that wrote the part of the text the env "
+        "Which entropy the bonus (and the adaptive target) counts. 'completion': every "
+        "completion token's. 'action': only the tokens that wrote the part of the text the env "
         "read the action from (its parser's span, e.g. '3,3,2,1,1' after 'ALLOCATE:'); "
-        "turns with invalid actions contribute none. A bonus over the whole completion raises "
-        "the entropy wherever it is cheapest, which is usually free text after the answer; "
-        "'action' puts it on the answer, separators included, so a large coefficient can "
-        "break the answer's format (benchmarks/RESULTS.md, v24). Either way the entropy of both scopes is logged "
-        "(model/<slot>/entropy, model/<slot>/action_entropy).",
+        "turns with invalid actions contribute none. 'numbers': the action's number tokens "
+        "only, and there the entropy of the distribution renormalised over the vocabulary's "
+        "number tokens, so the bonus spreads probability among numbers and cannot buy "
+        "anything else. A bonus over the whole completion raises the entropy wherever it is "
+        "cheapest, which is usually free text after the answer; 'action' puts it on the "
+        "answer, separators included, and a large coefficient broke the answer's format "
+        "(benchmarks/RESULTS.md, v24). The completion and action entropies are always logged "
+        "(model/<slot>/entropy, model/<slot>/action_entropy), the number entropy under "
+        "'numbers' (model/<slot>/number_entropy).",
         default="completion",
     )
     entropy_coef_step: float = _help(

@@ -169,6 +169,17 @@ def token_range(ids: Sequence[int], tokenizer: Any, start: int, end: int) -> tup
     return first, last
 
 
+def number_token_ids(tokenizer: Any) -> list[int]:
+    """The vocabulary's number tokens: the ids whose text, blanks stripped, is ASCII digits
+    (SmolLM2: the ten single digits; tokenizers with multi-digit tokens give those too)."""
+    out = []
+    for i in range(len(tokenizer)):
+        text = tokenizer.decode([i]).strip()
+        if text and text.isascii() and text.isdigit():
+            out.append(i)
+    return out
+
+
 @dataclass
 class SequenceOutput:
     """Per-token outputs of :meth:`ModelPool.sequence_logprobs` (completions right-padded)."""
@@ -176,6 +187,8 @@ class SequenceOutput:
     logprobs: torch.Tensor  # [B, T] float32
     mask: torch.Tensor  # [B, T] float32, 1 on real completion tokens
     entropy: torch.Tensor | None  # [B, T] float32
+    # [B, T] float32: the entropy of the distribution restricted to ``entropy_vocab``
+    vocab_entropy: torch.Tensor | None
     hidden: torch.Tensor | None  # [B, H] last hidden state at the last prompt token
 
 
@@ -285,6 +298,11 @@ class ModelPool:
         self._lora_params: list[nn.Parameter] = []
         self._frozen: set[int] = set()  # ids of LoRA params that must stay frozen (e.g. FFA's A)
         self._warned_long_prompt = False
+
+    @functools.cached_property
+    def number_token_ids(self) -> list[int]:
+        """:func:`number_token_ids` of the pool's tokenizer (computed once)."""
+        return number_token_ids(self.tokenizer)
 
     # ------------------------------------------------------------------ adapters
     @property
@@ -574,6 +592,7 @@ class ModelPool:
         temperature: float = 1.0,
         requires_grad: bool = True,
         return_entropy: bool = False,
+        entropy_vocab: Sequence[int] | None = None,
         return_hidden: bool = False,
     ) -> SequenceOutput:
         """Log-probs of the completions after their prompts under ``adapter`` (None: the base
@@ -582,6 +601,8 @@ class ModelPool:
         Prompts are left-padded and completions right-padded, so every completion starts at the
         same column; logits are computed for the completion positions only. ``hidden`` is the
         last layer's hidden state at the last prompt token (input of a PPO value head).
+        ``entropy_vocab`` (token ids) adds ``vocab_entropy``: the entropy of the next-token
+        distribution renormalised over those tokens, whose gradient reaches their logits only.
         Grad passes run in train mode (LoRA dropout), the others in eval mode under no_grad.
         """
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax
@@ -629,9 +650,19 @@ class ModelPool:
             entropy = None
             if return_entropy:
                 entropy = entropy_from_logits(logits / temperature) * mask
+            vocab_entropy = None
+            if entropy_vocab is not None:
+                cols = torch.as_tensor(list(entropy_vocab), dtype=torch.long, device=logits.device)
+                vocab_entropy = entropy_from_logits(logits[..., cols] / temperature) * mask
             hidden = states[:, P - 1, :] if return_hidden else None
         self.model.eval()
-        return SequenceOutput(logprobs=logprobs, mask=mask, entropy=entropy, hidden=hidden)
+        return SequenceOutput(
+            logprobs=logprobs,
+            mask=mask,
+            entropy=entropy,
+            vocab_entropy=vocab_entropy,
+            hidden=hidden,
+        )
 
     # ------------------------------------------------------------------ sizes
     def num_parameters(self, adapter: str | None = None) -> int:

@@ -29,7 +29,7 @@ import random
 import signal
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +392,12 @@ class MultiModelTrainer:
                 checkpoint, dtype=cfg.dtype, device=cfg.device, kv_cache_size=cfg.kv_cache_size
             )
             self.pools[checkpoint] = pool
+            if cfg.entropy_scope == "numbers" and not pool.number_token_ids:
+                raise ConfigError(
+                    "MultiModelConfig.entropy_scope='numbers' needs number tokens, and the "
+                    f"tokenizer of {checkpoint} has no token whose text is digits; use "
+                    "entropy_scope='action' or 'completion'"
+                )
             strategy = make_strategy(cfg, slots)
             self.strategies[checkpoint] = strategy
             for i, slot in enumerate(slots):
@@ -868,7 +874,7 @@ class MultiModelTrainer:
                     self.optimizers[slot].step()
                     self.optimizers[slot].zero_grad(set_to_none=True)
             strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
-            scope = "action_entropy" if self.config.entropy_scope == "action" else "entropy"
+            scope = _SCOPE_METRIC[self.config.entropy_scope]
             for slot in stepping:
                 metrics[f"model/{slot}/entropy_coef"] = self._entropy_coef[slot]
                 self._adapt_entropy_coef(slot, metrics.get(f"model/{slot}/{scope}"))
@@ -960,7 +966,8 @@ class MultiModelTrainer:
         n = len(batch["samples"])
         total_tokens = sum(len(c) for c in batch["completions"])
         sums: dict[str, float] = defaultdict(float)
-        action_count = 0.0
+        counts: dict[str, float] = defaultdict(float)  # action and number tokens of the batch
+        numbers = pool.number_token_ids if cfg.entropy_scope == "numbers" else None
         for lo in range(0, n, _MICRO_BATCH):
             sl = slice(lo, lo + _MICRO_BATCH)
             prompts, completions = batch["prompts"][sl], batch["completions"][sl]
@@ -971,6 +978,7 @@ class MultiModelTrainer:
                 temperature=cfg.temperature,
                 requires_grad=True,
                 return_entropy=True,
+                entropy_vocab=numbers,
                 return_hidden=cfg.algorithm == "ppo",
             )
             width = out.logprobs.shape[1]
@@ -1012,8 +1020,16 @@ class MultiModelTrainer:
             entropy = (token_entropy * mask).sum() / mask.sum().clamp(min=1)
             action_mask = _action_mask(batch["samples"][sl], width).to(device) * mask
             action_sum = (token_entropy * action_mask).sum()
-            action_entropy = action_sum / action_mask.sum().clamp(min=1)
-            scoped = action_entropy if cfg.entropy_scope == "action" else entropy
+            scoped = {"completion": entropy, "action": action_sum / action_mask.sum().clamp(min=1)}
+            sums["action_entropy"] += float(action_sum.detach())
+            counts["action_entropy"] += float(action_mask.sum())
+            if numbers is not None:
+                number_mask = _number_mask(completions, width, numbers).to(device) * action_mask
+                number_sum = (out.vocab_entropy.float() * number_mask).sum()
+                scoped["numbers"] = number_sum / number_mask.sum().clamp(min=1)
+                sums["number_entropy"] += float(number_sum.detach())
+                counts["number_entropy"] += float(number_mask.sum())
+            scoped = scoped[cfg.entropy_scope]
             coef = self._entropy_coef[slot]
             if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
                 loss = loss - coef * scoped
@@ -1029,13 +1045,12 @@ class MultiModelTrainer:
             for k, v in m.items():
                 sums[k] += float(v) * seq_share
             sums["entropy"] += float(entropy.detach()) * seq_share
-            sums["action_entropy"] += float(action_sum.detach())
-            action_count += float(action_mask.sum())
-        # the mean over every action token of the batch; absent when no turn had one
-        if action_count:
-            sums["action_entropy"] /= action_count
-        else:
-            del sums["action_entropy"]
+        # the means over every action (number) token of the batch; absent when there was none
+        for key in ("action_entropy", "number_entropy"):
+            if counts[key]:
+                sums[key] /= counts[key]
+            else:
+                sums.pop(key, None)
         sums["samples"] = n
         sums["mean_advantage"] = float(batch["advantages"].mean())
         return dict(sums)
@@ -1304,6 +1319,8 @@ class MultiModelTrainer:
 
 # Sequences per forward/backward micro-batch (bounds activation memory on a laptop).
 _MICRO_BATCH = 8
+# the logged metric that the adaptive entropy target follows, per entropy_scope
+_SCOPE_METRIC = {"completion": "entropy", "action": "action_entropy", "numbers": "number_entropy"}
 
 
 def counterfactual_baseline(
@@ -1352,6 +1369,14 @@ def _action_mask(samples: list[Turn], width: int) -> torch.Tensor:
         if turn.action_tokens is not None:
             mask[i, turn.action_tokens[0] : turn.action_tokens[1]] = 1.0
     return mask
+
+
+def _number_mask(completions: list[list[int]], width: int, numbers: Sequence[int]) -> torch.Tensor:
+    """[B, width] float mask, 1 where a (right-padded) completion's token is one of ``numbers``."""
+    ids = torch.full((len(completions), width), -1, dtype=torch.long)
+    for i, c in enumerate(completions):
+        ids[i, : len(c)] = torch.tensor(c[:width], dtype=torch.long)
+    return torch.isin(ids, torch.as_tensor(list(numbers), dtype=torch.long)).float()
 
 
 def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool]:

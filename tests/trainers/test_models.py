@@ -18,6 +18,7 @@ from srl_trainers.models import (
     ModelPool,
     ModelUnavailableError,
     cut_at_stop,
+    number_token_ids,
     resolve_checkpoint,
     token_range,
 )
@@ -132,6 +133,43 @@ def test_backward_reaches_only_the_adapter(pool):
         assert all(p.grad is None for p in pool.trainable_parameters(other))
     lora = {id(p) for a in pool.adapter_names for p in pool.trainable_parameters(a)}
     assert all(p.grad is None for p in pool.model.parameters() if id(p) not in lora)
+
+
+def test_vocab_entropy_is_the_entropy_over_those_tokens_renormalised(pool):
+    """``vocab_entropy`` at a position equals the entropy of the model's next-token
+    probabilities of those tokens alone (each read as a one-token continuation), scaled to
+    sum to one; over the whole vocabulary it is the plain entropy."""
+    numbers = pool.number_token_ids
+    assert [pool.tokenizer.decode([i]) for i in numbers] == list("0123456789")
+    assert numbers == number_token_ids(pool.tokenizer)
+    prompts = pool.format_prompts(OBS[:2], "sys")
+    completions = [[40, 41, 42], [43, 44]]
+    out = pool.sequence_logprobs(
+        "a1", prompts, completions, temperature=0.7, return_entropy=True, entropy_vocab=numbers
+    )
+    for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+        for t in (0, 1):
+            heads = [[*completion[:t], v] for v in numbers]
+            logps = pool.sequence_logprobs(
+                "a1", [prompt] * len(heads), heads, temperature=0.7, requires_grad=False
+            ).logprobs[:, t]
+            p = torch.softmax(logps, 0)
+            expected = -(p * p.log()).sum()
+            torch.testing.assert_close(
+                out.vocab_entropy[i, t].detach(), expected, atol=1e-4, rtol=0
+            )
+    assert out.vocab_entropy[1, 2] == 0  # padding
+    out.vocab_entropy.sum().backward()
+    assert all(p.grad is not None for p in pool.trainable_parameters("a1"))
+    whole = pool.sequence_logprobs(
+        "a1",
+        prompts,
+        completions,
+        requires_grad=False,
+        return_entropy=True,
+        entropy_vocab=range(len(pool.tokenizer)),
+    )
+    torch.testing.assert_close(whole.vocab_entropy, whole.entropy)
 
 
 # ---------------------------------------------------------------------- generation

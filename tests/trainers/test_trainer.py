@@ -389,6 +389,68 @@ def test_entropy_scope_action_counts_only_the_action_tokens(tiny_model_path, tmp
         tiny_config(tiny_model_path, tmp_path, entropy_scope="answer")
 
 
+def test_entropy_scope_numbers_counts_the_number_distribution_at_the_action_numbers(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """``number_entropy`` is the mean, over the digit tokens inside each action's span, of the
+    entropy among number tokens alone: the '2' of ' 5 fish, 2 boats' is outside the span and
+    the spaces are not numbers. The 'numbers' bonus trains differently from the 'action' one,
+    and without a valid action it is no bonus at all."""
+    texts = [" 5 fish, 2 boats", " I take 13 today", " none", " 7"]
+    trainer = _scripted_trainer(tiny_model_path, tmp_path / "m", texts, entropy_scope="numbers")
+    slot = trainer.slots[0]
+    pool = trainer.pool_of[slot]
+    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    trainer._buffers[slot] = [t for t in turns if t.slot == slot]
+    trainer._compute_returns(trainer._buffers[slot])
+    batch = trainer._prepare_batch(slot)
+    with torch.no_grad():
+        out = pool.sequence_logprobs(
+            slot, batch["prompts"], batch["completions"], entropy_vocab=pool.number_token_ids
+        )
+    read, want = [], []
+    for i, turn in enumerate(batch["samples"]):
+        if turn.action_tokens is None:
+            continue
+        for t in range(*turn.action_tokens):
+            if turn.completion_ids[t] in pool.number_token_ids:
+                read.append(pool.tokenizer.decode([turn.completion_ids[t]]))
+                want.append(float(out.vocab_entropy[i, t]))
+    assert set(read) <= {"5", "1", "3", "7"} and "2" not in read and read
+    metrics = trainer._backward(slot, batch)
+    assert metrics["number_entropy"] == pytest.approx(sum(want) / len(want), abs=2e-6)
+    assert metrics["number_entropy"] < math.log(10) + 1e-6  # ten numbers at most
+
+    weights = {}
+    runs = {
+        "plain": (texts, {}),
+        "action": (texts, dict(entropy_coef=0.5, entropy_scope="action")),
+        "numbers": (texts, dict(entropy_coef=0.5, entropy_scope="numbers")),
+        "plain, no valid action": ([" none"], {}),
+        "numbers, no valid action": ([" none"], dict(entropy_coef=0.5, entropy_scope="numbers")),
+    }
+    for name, (script, extra) in runs.items():
+        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
+        metrics = _episode(trainer, 0)
+        logged = "model/" + slot + "/number_entropy" in metrics
+        assert logged == (name == "numbers")
+        weights[name] = snapshot(trainer)[slot]
+    assert changed(weights["plain"], weights["numbers"])
+    assert changed(weights["action"], weights["numbers"])
+    for key, value in weights["plain, no valid action"].items():
+        torch.testing.assert_close(weights["numbers, no valid action"][key], value)
+
+    with pytest.raises(ConfigError, match=r"entropy_scope.*'completion', 'action', 'numbers'"):
+        tiny_config(tiny_model_path, tmp_path, entropy_scope="digits")
+    from srl_trainers.models import ModelPool
+
+    monkeypatch.setattr(ModelPool, "number_token_ids", property(lambda self: []))
+    with pytest.raises(
+        ConfigError, match=r"entropy_scope='numbers'.*no token whose text is digits"
+    ):
+        MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, entropy_scope="numbers")).setup()
+
+
 def test_response_prefix_must_be_text(tiny_model_path, tmp_path):
     with pytest.raises(ConfigError, match="response_prefix"):
         tiny_config(tiny_model_path, tmp_path, response_prefix=5)
