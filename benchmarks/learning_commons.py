@@ -60,7 +60,7 @@ CONFIG = dict(
     max_new_tokens=8,
     response_prefix="HARVEST:",
     max_episodes=100_000,  # the --minutes budget stops each run
-    save_interval=100_000,
+    save_interval=10,  # a run stopped early can still be evaluated from its last checkpoint
 )
 QUICK = dict(batch_size=4, group_size=2, episode_length=2, max_episodes=2, learning_rate=1e-2)
 TEMPERATURES = (0.0, 0.7)

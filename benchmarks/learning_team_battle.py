@@ -61,7 +61,7 @@ CONFIG = dict(
     max_new_tokens=12,
     response_prefix="ALLOCATE:",
     max_episodes=100_000,  # the --minutes budget stops the run
-    save_interval=100_000,
+    save_interval=10,  # a run stopped early can still be evaluated from its last checkpoint
     log_metrics_interval=1,
 )
 QUICK = dict(
