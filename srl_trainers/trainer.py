@@ -1020,16 +1020,16 @@ class MultiModelTrainer:
             entropy = (token_entropy * mask).sum() / mask.sum().clamp(min=1)
             action_mask = _action_mask(batch["samples"][sl], width).to(device) * mask
             action_sum = (token_entropy * action_mask).sum()
-            scoped = {"completion": entropy, "action": action_sum / action_mask.sum().clamp(min=1)}
+            scopes = {"completion": entropy, "action": action_sum / action_mask.sum().clamp(min=1)}
             sums["action_entropy"] += float(action_sum.detach())
             counts["action_entropy"] += float(action_mask.sum())
             if numbers is not None:
                 number_mask = _number_mask(completions, width, numbers).to(device) * action_mask
                 number_sum = (out.vocab_entropy.float() * number_mask).sum()
-                scoped["numbers"] = number_sum / number_mask.sum().clamp(min=1)
+                scopes["numbers"] = number_sum / number_mask.sum().clamp(min=1)
                 sums["number_entropy"] += float(number_sum.detach())
                 counts["number_entropy"] += float(number_mask.sum())
-            scoped = scoped[cfg.entropy_scope]
+            scoped = scopes[cfg.entropy_scope]
             coef = self._entropy_coef[slot]
             if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
                 loss = loss - coef * scoped
