@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"srl: resumed from {args.resume} at episode {trainer.current_episode}", flush=True
             )
+            if trainer.monitor is not None:  # the checkpointed run's curves, not a new run
+                print(f"srl: logs continue in {trainer.monitor.run_dir}", flush=True)
     except (ConfigError, ModelUnavailableError, FileNotFoundError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     install_sigint_handler(trainer)

@@ -141,6 +141,7 @@ def test_tiny_run_then_resume(tiny_model_path, tmp_path, capsys):
     assert main(tiny_args(tiny_model_path, tmp_path, "--resume", "--max-episodes", "3")) == 0
     out = capsys.readouterr().out
     assert "resumed from latest at episode 2" in out
+    assert f"logs continue in {runs[0]}" in out
     assert list_available_checkpoints(tmp_path / "ckpt")[-1] == "checkpoint_000003"
 
 
