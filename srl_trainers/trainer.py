@@ -29,7 +29,7 @@ import random
 import signal
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -968,6 +968,7 @@ class MultiModelTrainer:
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, float] = defaultdict(float)  # action and number tokens of the batch
         numbers = pool.number_token_ids if cfg.entropy_scope == "numbers" else None
+        number_set = frozenset(numbers or ())
         for lo in range(0, n, _MICRO_BATCH):
             sl = slice(lo, lo + _MICRO_BATCH)
             prompts, completions = batch["prompts"][sl], batch["completions"][sl]
@@ -1024,7 +1025,9 @@ class MultiModelTrainer:
             sums["action_entropy"] += float(action_sum.detach())
             counts["action_entropy"] += float(action_mask.sum())
             if numbers is not None:
-                number_mask = _number_mask(completions, width, numbers).to(device) * action_mask
+                number_mask = (
+                    _action_mask(batch["samples"][sl], width, number_set).to(device) * mask
+                )
                 number_sum = (out.vocab_entropy.float() * number_mask).sum()
                 scopes["numbers"] = number_sum / number_mask.sum().clamp(min=1)
                 sums["number_entropy"] += float(number_sum.detach())
@@ -1362,21 +1365,22 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _action_mask(samples: list[Turn], width: int) -> torch.Tensor:
-    """[B, width] float mask, 1 on each sample's ``action_tokens`` (completions right-padded)."""
+def _action_mask(
+    samples: list[Turn], width: int, only: frozenset[int] | None = None
+) -> torch.Tensor:
+    """[B, width] float mask, 1 on each sample's ``action_tokens`` (completions right-padded);
+    with ``only``, on those of them whose token id is in ``only``."""
     mask = torch.zeros(len(samples), width)
     for i, turn in enumerate(samples):
-        if turn.action_tokens is not None:
-            mask[i, turn.action_tokens[0] : turn.action_tokens[1]] = 1.0
+        if turn.action_tokens is None:
+            continue
+        a, b = turn.action_tokens
+        if only is None:
+            mask[i, a:b] = 1.0
+        else:
+            for t in range(a, b):
+                mask[i, t] = float(turn.completion_ids[t] in only)
     return mask
-
-
-def _number_mask(completions: list[list[int]], width: int, numbers: Sequence[int]) -> torch.Tensor:
-    """[B, width] float mask, 1 where a (right-padded) completion's token is one of ``numbers``."""
-    ids = torch.full((len(completions), width), -1, dtype=torch.long)
-    for i, c in enumerate(completions):
-        ids[i, : len(c)] = torch.tensor(c[:width], dtype=torch.long)
-    return torch.isin(ids, torch.as_tensor(list(numbers), dtype=torch.long)).float()
 
 
 def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool]:
