@@ -225,7 +225,7 @@ class MultiModelConfig:
         "answer, separators included, and a large coefficient broke the answer's format "
         "(benchmarks/RESULTS.md, v24). The completion and action entropies are always logged "
         "(model/<slot>/entropy, model/<slot>/action_entropy), the number entropy under "
-        "'numbers' (model/<slot>/number_entropy).",
+        "'numbers' or with number_kl_coef (model/<slot>/number_entropy).",
         default="completion",
     )
     entropy_coef_step: float = _help(
@@ -233,6 +233,18 @@ class MultiModelConfig:
     )
     entropy_coef_max: float = _help(
         "Adaptive entropy control: the coefficient's upper bound.", default=0.05
+    )
+    number_kl_coef: float = _help(
+        "A mass-covering anchor on the answer's numbers: the loss plus number_kl_coef x "
+        "KL(base || policy) of the next-token distributions renormalised over the vocabulary's "
+        "number tokens, at the number tokens of the action's span (the ones "
+        "entropy_scope='numbers' counts), logged as model/<slot>/number_kl. The KL of beta "
+        "is the other direction, KL(policy || base), which costs little when the policy "
+        "collapses onto the base model's own most likely answer (a prompt's example, say); "
+        "this one grows without bound as the policy drops a number the base model would "
+        "write, and its gradient does not vanish there as an entropy bonus's does. It adds a "
+        "reference forward pass when beta is 0. 0 turns it off.",
+        default=0.0,
     )
     epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2)
     epsilon_high: float | None = _help("Upper clip range (default: epsilon).", default=None)
@@ -443,6 +455,7 @@ class MultiModelConfig:
                 f"<= entropy_coef_max ({self.entropy_coef_max}) with entropy_target set: it is "
                 "the adaptive coefficient's starting value",
             )
+        _float("number_kl_coef", self.number_kl_coef, 0.0)
         _float("epsilon", self.epsilon, 0.0, 1.0, low_open=True)
         if self.epsilon_high is not None:
             _float("epsilon_high", self.epsilon_high, 0.0, 10.0, low_open=True)

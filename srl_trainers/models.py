@@ -189,6 +189,8 @@ class SequenceOutput:
     entropy: torch.Tensor | None  # [B, T] float32
     # [B, T] float32: the entropy of the distribution restricted to ``entropy_vocab``
     vocab_entropy: torch.Tensor | None
+    # [B, T, V] float32: that distribution's log-probs, V = len(entropy_vocab), 0 on padding
+    vocab_logprobs: torch.Tensor | None
     hidden: torch.Tensor | None  # [B, H] last hidden state at the last prompt token
 
 
@@ -602,7 +604,8 @@ class ModelPool:
         same column; logits are computed for the completion positions only. ``hidden`` is the
         last layer's hidden state at the last prompt token (input of a PPO value head).
         ``entropy_vocab`` (token ids) adds ``vocab_entropy``: the entropy of the next-token
-        distribution renormalised over those tokens, whose gradient reaches their logits only.
+        distribution renormalised over those tokens, whose gradient reaches their logits only,
+        and ``vocab_logprobs``: that distribution's log-probs.
         Grad passes run in train mode (LoRA dropout), the others in eval mode under no_grad.
         """
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax
@@ -650,10 +653,12 @@ class ModelPool:
             entropy = None
             if return_entropy:
                 entropy = entropy_from_logits(logits / temperature) * mask
-            vocab_entropy = None
+            vocab_entropy = vocab_logprobs = None
             if entropy_vocab is not None:
                 cols = torch.as_tensor(list(entropy_vocab), dtype=torch.long, device=logits.device)
-                vocab_entropy = entropy_from_logits(logits[..., cols] / temperature) * mask
+                vocab_logprobs = torch.log_softmax(logits[..., cols] / temperature, -1)
+                vocab_logprobs = vocab_logprobs * mask.unsqueeze(-1)
+                vocab_entropy = -(vocab_logprobs.exp() * vocab_logprobs).sum(-1) * mask
             hidden = states[:, P - 1, :] if return_hidden else None
         self.model.eval()
         return SequenceOutput(
@@ -661,6 +666,7 @@ class ModelPool:
             mask=mask,
             entropy=entropy,
             vocab_entropy=vocab_entropy,
+            vocab_logprobs=vocab_logprobs,
             hidden=hidden,
         )
 

@@ -392,11 +392,15 @@ class MultiModelTrainer:
                 checkpoint, dtype=cfg.dtype, device=cfg.device, kv_cache_size=cfg.kv_cache_size
             )
             self.pools[checkpoint] = pool
-            if cfg.entropy_scope == "numbers" and not pool.number_token_ids:
+            if self._uses_numbers and not pool.number_token_ids:
+                field, fix = (
+                    ("entropy_scope='numbers'", "entropy_scope='action' or 'completion'")
+                    if cfg.entropy_scope == "numbers"
+                    else ("number_kl_coef > 0", "number_kl_coef=0")
+                )
                 raise ConfigError(
-                    "MultiModelConfig.entropy_scope='numbers' needs number tokens, and the "
-                    f"tokenizer of {checkpoint} has no token whose text is digits; use "
-                    "entropy_scope='action' or 'completion'"
+                    f"MultiModelConfig.{field} needs number tokens, and the tokenizer of "
+                    f"{checkpoint} has no token whose text is digits; use {fix}"
                 )
             strategy = make_strategy(cfg, slots)
             self.strategies[checkpoint] = strategy
@@ -427,6 +431,12 @@ class MultiModelTrainer:
                     self.value_heads[slot] = head
                     params = [*params, *head.parameters()]
                 self.optimizers[slot] = torch.optim.AdamW(params, lr=cfg.learning_rate)
+
+    @property
+    def _uses_numbers(self) -> bool:
+        """Whether updates look at the distribution over number tokens (the number entropy
+        bonus or the number KL)."""
+        return self.config.entropy_scope == "numbers" or self.config.number_kl_coef > 0
 
     def _num_copies(self) -> int:
         """E env copies: enough for ``batch_size`` samples per slot per episode, in whole
@@ -923,24 +933,36 @@ class MultiModelTrainer:
         prompts = [t.prompt_ids for t in samples]
         completions = [t.completion_ids for t in samples]
         batch: dict[str, Any] = {"samples": samples, "prompts": prompts, "completions": completions}
-        if cfg.beta > 0:
-            batch["ref"] = self._chunked_logprobs(pool, None, prompts, completions)
+        if cfg.beta > 0 or cfg.number_kl_coef > 0:
+            ref = self._chunked_logprobs(
+                pool,
+                None,
+                prompts,
+                completions,
+                vocab=pool.number_token_ids if cfg.number_kl_coef > 0 else None,
+            )
+            batch["ref"] = ref["logprobs"]
+            if "vocab_logprobs" in ref:
+                batch["ref_numbers"] = ref["vocab_logprobs"]
         if cfg.algorithm == "grpo":
             batch["advantages"] = self._grpo_advantages(samples)
             if cfg.num_iterations > 1:
-                batch["old"] = self._chunked_logprobs(pool, slot, prompts, completions)
+                batch["old"] = self._chunked_logprobs(pool, slot, prompts, completions)["logprobs"]
         else:
-            old, hidden = self._chunked_logprobs(pool, slot, prompts, completions, hidden=True)
+            old = self._chunked_logprobs(pool, slot, prompts, completions, hidden=True)
             with torch.no_grad():
-                values = self.value_heads[slot](hidden)
-            batch["old"], batch["old_values"] = old, values
+                values = self.value_heads[slot](old["hidden"])
+            batch["old"], batch["old_values"] = old["logprobs"], values
             batch["advantages"], batch["returns"] = self._ppo_advantages(samples, values)
         return batch
 
-    def _chunked_logprobs(self, pool, adapter, prompts, completions, hidden: bool = False):
-        """No-grad logps (and last-prompt hidden states) over micro-batches, padded to one width."""
+    def _chunked_logprobs(
+        self, pool, adapter, prompts, completions, hidden: bool = False, vocab=None
+    ) -> dict[str, torch.Tensor]:
+        """No-grad outputs over micro-batches, padded to one width: ``logprobs``, with
+        ``hidden`` the last-prompt hidden states, with ``vocab`` the ``vocab_logprobs``."""
         width = max(len(c) for c in completions)
-        logps, hiddens = [], []
+        parts: dict[str, list[torch.Tensor]] = defaultdict(list)
         for lo in range(0, len(prompts), _MICRO_BATCH):
             out = pool.sequence_logprobs(
                 adapter,
@@ -949,14 +971,17 @@ class MultiModelTrainer:
                 temperature=self.config.temperature,
                 requires_grad=False,
                 return_hidden=hidden,
+                entropy_vocab=vocab,
             )
-            logps.append(
-                torch.nn.functional.pad(out.logprobs.float(), (0, width - out.logprobs.shape[1]))
-            )
+            pad = width - out.logprobs.shape[1]
+            parts["logprobs"].append(torch.nn.functional.pad(out.logprobs.float(), (0, pad)))
             if hidden:
-                hiddens.append(out.hidden.float())
-        logps = torch.cat(logps)
-        return (logps, torch.cat(hiddens)) if hidden else logps
+                parts["hidden"].append(out.hidden.float())
+            if vocab is not None:
+                parts["vocab_logprobs"].append(
+                    torch.nn.functional.pad(out.vocab_logprobs.float(), (0, 0, 0, pad))
+                )
+        return {k: torch.cat(v) for k, v in parts.items()}
 
     def _backward(self, slot: str, batch: dict[str, Any]) -> dict[str, float]:
         """Loss of ``slot`` on its batch, backpropagated in micro-batches (weights keep the
@@ -967,7 +992,7 @@ class MultiModelTrainer:
         total_tokens = sum(len(c) for c in batch["completions"])
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, float] = defaultdict(float)  # action and number tokens of the batch
-        numbers = pool.number_token_ids if cfg.entropy_scope == "numbers" else None
+        numbers = pool.number_token_ids if self._uses_numbers else None
         number_set = frozenset(numbers or ())
         for lo in range(0, n, _MICRO_BATCH):
             sl = slice(lo, lo + _MICRO_BATCH)
@@ -1032,6 +1057,14 @@ class MultiModelTrainer:
                 scopes["numbers"] = number_sum / number_mask.sum().clamp(min=1)
                 sums["number_entropy"] += float(number_sum.detach())
                 counts["number_entropy"] += float(number_mask.sum())
+                if cfg.number_kl_coef > 0:
+                    # KL(base || policy) over the number tokens, at the action's digits
+                    ref_lp = batch["ref_numbers"][sl, :width].to(device)
+                    kl = (ref_lp.exp() * (ref_lp - out.vocab_logprobs.float())).sum(-1)
+                    kl_sum = (kl * number_mask).sum()
+                    loss = loss + cfg.number_kl_coef * kl_sum / number_mask.sum().clamp(min=1)
+                    sums["number_kl"] += float(kl_sum.detach())
+                    counts["number_kl"] += float(number_mask.sum())
             scoped = scopes[cfg.entropy_scope]
             coef = self._entropy_coef[slot]
             if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
@@ -1049,7 +1082,7 @@ class MultiModelTrainer:
                 sums[k] += float(v) * seq_share
             sums["entropy"] += float(entropy.detach()) * seq_share
         # the means over every action (number) token of the batch; absent when there was none
-        for key in ("action_entropy", "number_entropy"):
+        for key in ("action_entropy", "number_entropy", "number_kl"):
             if counts[key]:
                 sums[key] /= counts[key]
             else:

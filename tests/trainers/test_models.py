@@ -158,7 +158,10 @@ def test_vocab_entropy_is_the_entropy_over_those_tokens_renormalised(pool):
             torch.testing.assert_close(
                 out.vocab_entropy[i, t].detach(), expected, atol=1e-4, rtol=0
             )
-    assert out.vocab_entropy[1, 2] == 0  # padding
+            torch.testing.assert_close(
+                out.vocab_logprobs[i, t].detach(), p.log(), atol=1e-4, rtol=0
+            )
+    assert out.vocab_entropy[1, 2] == 0 and not out.vocab_logprobs[1, 2].any()  # padding
     out.vocab_entropy.sum().backward()
     assert all(p.grad is not None for p in pool.trainable_parameters("a1"))
     whole = pool.sequence_logprobs(

@@ -451,6 +451,84 @@ def test_entropy_scope_numbers_counts_the_number_distribution_at_the_action_numb
         MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, entropy_scope="numbers")).setup()
 
 
+def test_number_kl_is_the_forward_kl_from_the_base_at_the_action_numbers(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """``number_kl`` is the mean, over the digit tokens inside each action's span, of
+    KL(base || policy) between the distributions renormalised over the number tokens (the base
+    is the adapter disabled; no beta is needed). Descending it alone moves the policy's numbers
+    back toward the base's; without a valid action it is no term at all."""
+    texts = [" 5 fish, 2 boats", " I take 13 today", " none", " 7"]
+    trainer = _scripted_trainer(tiny_model_path, tmp_path / "m", texts, number_kl_coef=1.0)
+    slot = trainer.slots[0]
+    pool = trainer.pool_of[slot]
+    torch.manual_seed(0)
+    with torch.no_grad():  # a fresh adapter equals the base: move it away first
+        for p in pool.trainable_parameters(slot):
+            p.add_(torch.randn_like(p) * 0.3)
+    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    trainer._buffers[slot] = [t for t in turns if t.slot == slot]
+    trainer._compute_returns(trainer._buffers[slot])
+    batch = trainer._prepare_batch(slot)
+    numbers = pool.number_token_ids
+
+    def expected_kl() -> float:
+        kls = []
+        for turn, prompt in zip(batch["samples"], batch["prompts"]):
+            if turn.action_tokens is None:
+                continue
+            for t in range(*turn.action_tokens):
+                if turn.completion_ids[t] not in numbers:
+                    continue
+                heads = [[*turn.completion_ids[:t], v] for v in numbers]
+                logp = {}
+                for adapter in (None, slot):
+                    with torch.no_grad():
+                        lp = pool.sequence_logprobs(
+                            adapter, [prompt] * len(heads), heads, requires_grad=False
+                        ).logprobs[:, t]
+                    logp[adapter] = torch.log_softmax(lp, 0)
+                kls.append(float((logp[None].exp() * (logp[None] - logp[slot])).sum()))
+        return sum(kls) / len(kls)
+
+    first = expected_kl()
+    assert first > 1e-3
+    batch["advantages"].zero_()  # the KL term alone
+    optimizer = trainer.optimizers[slot]
+    kls = []
+    for _ in range(3):
+        metrics = trainer._backward(slot, batch)
+        kls.append(metrics["number_kl"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    assert kls[0] == pytest.approx(first, rel=1e-3, abs=1e-5)
+    assert kls[2] < kls[1] < kls[0], kls
+
+    weights = {}
+    runs = {
+        "plain": (texts, {}),
+        "number kl": (texts, dict(number_kl_coef=0.5)),
+        "plain, no valid action": ([" none"], {}),
+        "number kl, no valid action": ([" none"], dict(number_kl_coef=0.5)),
+    }
+    for name, (script, extra) in runs.items():
+        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
+        metrics = _episode(trainer, 0)
+        logged = "model/" + slot + "/number_kl" in metrics
+        assert logged == (name == "number kl")
+        weights[name] = snapshot(trainer)[slot]
+    for key, value in weights["plain, no valid action"].items():
+        torch.testing.assert_close(weights["number kl, no valid action"][key], value)
+
+    with pytest.raises(ConfigError, match=r"number_kl_coef.*-0.1"):
+        tiny_config(tiny_model_path, tmp_path, number_kl_coef=-0.1)
+    from srl_trainers.models import ModelPool
+
+    monkeypatch.setattr(ModelPool, "number_token_ids", property(lambda self: []))
+    with pytest.raises(ConfigError, match=r"number_kl_coef > 0.*use number_kl_coef=0"):
+        MultiModelTrainer(tiny_config(tiny_model_path, tmp_path, number_kl_coef=0.5)).setup()
+
+
 def test_response_prefix_must_be_text(tiny_model_path, tmp_path):
     with pytest.raises(ConfigError, match="response_prefix"):
         tiny_config(tiny_model_path, tmp_path, response_prefix=5)
