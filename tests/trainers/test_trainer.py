@@ -315,6 +315,18 @@ def _scripted_trainer(tiny_model_path, tmp_path, texts, **overrides) -> MultiMod
     return trainer
 
 
+def _one_episode_each(tiny_model_path, tmp_path, runs, metric):
+    """One episode of each named run, ``(scripted texts, config overrides)``: the first slot's
+    weights after it, and whether it logged ``model/<slot>/<metric>``."""
+    weights, logged = {}, {}
+    for name, (script, extra) in runs.items():
+        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
+        slot = trainer.slots[0]
+        logged[name] = f"model/{slot}/{metric}" in _episode(trainer, 0)
+        weights[name] = snapshot(trainer)[slot]
+    return weights, logged
+
+
 def test_turns_know_the_tokens_their_action_was_read_from(tiny_model_path, tmp_path):
     """The commons parser reads '5' from 'HARVEST: 5 fish' (the prefill plus the
     completion): the turn's action tokens are the completion tokens that wrote it."""
@@ -365,7 +377,6 @@ def test_entropy_scope_action_counts_only_the_action_tokens(tiny_model_path, tmp
     assert metrics["action_entropy"] == pytest.approx(expected, abs=2e-6)
     assert abs(metrics["action_entropy"] - metrics["entropy"]) > 1e-5
 
-    weights = {}
     runs = {
         "plain": (texts, {}),
         "action": (texts, dict(entropy_coef=0.5, entropy_scope="action")),
@@ -373,11 +384,8 @@ def test_entropy_scope_action_counts_only_the_action_tokens(tiny_model_path, tmp
         "plain, no valid action": ([" none"], {}),
         "action, no valid action": ([" none"], dict(entropy_coef=0.5, entropy_scope="action")),
     }
-    for name, (script, extra) in runs.items():
-        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
-        metrics = _episode(trainer, 0)
-        assert ("model/" + slot + "/action_entropy" in metrics) == (script == texts)
-        weights[name] = snapshot(trainer)[slot]
+    weights, logged = _one_episode_each(tiny_model_path, tmp_path, runs, "action_entropy")
+    assert logged == {name: script == texts for name, (script, _) in runs.items()}
     differs = {
         (a, b): changed(weights[a], weights[b])
         for a, b in [("plain", "action"), ("plain", "completion"), ("action", "completion")]
@@ -421,7 +429,6 @@ def test_entropy_scope_numbers_counts_the_number_distribution_at_the_action_numb
     assert metrics["number_entropy"] == pytest.approx(sum(want) / len(want), abs=2e-6)
     assert metrics["number_entropy"] < math.log(10) + 1e-6  # ten numbers at most
 
-    weights = {}
     runs = {
         "plain": (texts, {}),
         "action": (texts, dict(entropy_coef=0.5, entropy_scope="action")),
@@ -429,12 +436,8 @@ def test_entropy_scope_numbers_counts_the_number_distribution_at_the_action_numb
         "plain, no valid action": ([" none"], {}),
         "numbers, no valid action": ([" none"], dict(entropy_coef=0.5, entropy_scope="numbers")),
     }
-    for name, (script, extra) in runs.items():
-        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
-        metrics = _episode(trainer, 0)
-        logged = "model/" + slot + "/number_entropy" in metrics
-        assert logged == (name == "numbers")
-        weights[name] = snapshot(trainer)[slot]
+    weights, logged = _one_episode_each(tiny_model_path, tmp_path, runs, "number_entropy")
+    assert logged == {name: name == "numbers" for name in runs}
     assert changed(weights["plain"], weights["numbers"])
     assert changed(weights["action"], weights["numbers"])
     for key, value in weights["plain, no valid action"].items():
@@ -504,19 +507,14 @@ def test_number_kl_is_the_forward_kl_from_the_base_at_the_action_numbers(
     assert kls[0] == pytest.approx(first, rel=1e-3, abs=1e-5)
     assert kls[2] < kls[1] < kls[0], kls
 
-    weights = {}
     runs = {
         "plain": (texts, {}),
         "number kl": (texts, dict(number_kl_coef=0.5)),
         "plain, no valid action": ([" none"], {}),
         "number kl, no valid action": ([" none"], dict(number_kl_coef=0.5)),
     }
-    for name, (script, extra) in runs.items():
-        trainer = _scripted_trainer(tiny_model_path, tmp_path / name, script, **extra)
-        metrics = _episode(trainer, 0)
-        logged = "model/" + slot + "/number_kl" in metrics
-        assert logged == (name == "number kl")
-        weights[name] = snapshot(trainer)[slot]
+    weights, logged = _one_episode_each(tiny_model_path, tmp_path, runs, "number_kl")
+    assert logged == {name: name == "number kl" for name in runs}
     for key, value in weights["plain, no valid action"].items():
         torch.testing.assert_close(weights["number kl, no valid action"][key], value)
 
