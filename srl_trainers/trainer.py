@@ -1053,18 +1053,19 @@ class MultiModelTrainer:
                 number_mask = (
                     _action_mask(batch["samples"][sl], width, number_set).to(device) * mask
                 )
+                n_numbers = number_mask.sum()
                 number_sum = (out.vocab_entropy.float() * number_mask).sum()
-                scopes["numbers"] = number_sum / number_mask.sum().clamp(min=1)
+                scopes["numbers"] = number_sum / n_numbers.clamp(min=1)
                 sums["number_entropy"] += float(number_sum.detach())
-                counts["number_entropy"] += float(number_mask.sum())
+                counts["number_entropy"] += float(n_numbers)
                 if cfg.number_kl_coef > 0:
                     # KL(base || policy) over the number tokens, at the action's digits
                     ref_lp = batch["ref_numbers"][sl, :width].to(device)
                     kl = (ref_lp.exp() * (ref_lp - out.vocab_logprobs.float())).sum(-1)
                     kl_sum = (kl * number_mask).sum()
-                    loss = loss + cfg.number_kl_coef * kl_sum / number_mask.sum().clamp(min=1)
+                    loss = loss + cfg.number_kl_coef * kl_sum / n_numbers.clamp(min=1)
                     sums["number_kl"] += float(kl_sum.detach())
-                    counts["number_kl"] += float(number_mask.sum())
+                    counts["number_kl"] += float(n_numbers)
             scoped = scopes[cfg.entropy_scope]
             coef = self._entropy_coef[slot]
             if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
