@@ -58,14 +58,29 @@ EVAL_TEMPERATURE = 0.7
 # the LoRA slots only (model_<i>_<type>): "model/*" would average the scripted team in
 PLOT_KEYS = ["model/model_*/reward", "env/invalid_rate", "strategy/divergence"]
 
+# when a run checkpoints and logs: it does not change what is trained
+UNTRAINED_FIELDS = ("save_interval", "log_metrics_interval")
+
 
 def reusable_runs(
     paths: list[str], setup: dict[str, Any], episodes: int
 ) -> dict[tuple[str, int], dict]:
     """``{(strategy, seed): run}`` from earlier ``compare_strategies.json`` files, each checked
     to have been trained with ``setup`` (the preset's fields and the budget) and evaluated
-    on ``episodes`` games; a file that differs exits, naming what differs."""
-    setup = json.loads(json.dumps(setup, default=float))  # as the JSON stores it
+    on ``episodes`` games; a file that differs exits, naming what differs. A config field
+    that one side leaves out counts as its MultiModelConfig default, so a file written
+    before the preset set a field still matches a command that sets it to the default; the
+    checkpoint and logging intervals (``UNTRAINED_FIELDS``) are not compared."""
+    from dataclasses import MISSING, fields
+
+    from srl_trainers.config import MultiModelConfig
+
+    defaults = {
+        f.name: f.default if f.default_factory is MISSING else f.default_factory()
+        for f in fields(MultiModelConfig)
+    }
+    # as the JSON stores them
+    setup, defaults = json.loads(json.dumps([setup, defaults], default=float))
     found: dict[tuple[str, int], dict] = {}
     for path in paths:
         try:
@@ -79,7 +94,8 @@ def reusable_runs(
         differ = [
             f"config.{k}"
             for k in sorted(setup["config"].keys() | old["config"].keys())
-            if setup["config"].get(k) != old["config"].get(k)
+            if k not in UNTRAINED_FIELDS
+            and setup["config"].get(k, defaults.get(k)) != old["config"].get(k, defaults.get(k))
         ]
         differ += [k for k in setup if k != "config" and setup[k] != old[k]]
         if differ:
@@ -241,15 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         ],
         rows,
     )
-    png = plot_runs(
-        run_dirs,
-        labels=labels,
-        key=PLOT_KEYS,
-        out_png=out / f"{NAME}.png",
-        smooth=5,
-        title=f"{NAME}: training curves",
-    )
-    print(f"learning curves: {png}")
+    if run_dirs:
+        png = plot_runs(
+            run_dirs,
+            labels=labels,
+            key=PLOT_KEYS,
+            out_png=out / f"{NAME}.png",
+            smooth=5,
+            title=f"{NAME}: training curves",
+        )
+        print(f"learning curves: {png}")
+    else:  # every run reused, and none of their logs is here any more
+        print("learning curves: none, no run's logs are here", flush=True)
     save(complete=True, table=table)
     return 0
 

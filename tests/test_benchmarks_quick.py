@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 
 import pytest
 
@@ -127,6 +128,13 @@ def test_compare_strategies_reuses_runs_trained_with_the_same_setup(tmp_path):
     other = {**setup, "config": {"group_size": 16, "env_kwargs": {"team_size": 4}}}
     with pytest.raises(SystemExit, match=r"other settings \(config.group_size differ\)"):
         reusable_runs([str(path)], other, 32)
+    # a field the file leaves out is the config's default: setting it to that still matches
+    at_default = {**setup, "config": {**setup["config"], "beta": 0.0, "baseline": "group"}}
+    at_default["config"]["save_interval"] = 7  # checkpointing does not change the training
+    assert reusable_runs([str(path)], at_default, 32) == {("federated", 1): run}
+    off_default = {**setup, "config": {**setup["config"], "beta": 0.04}}
+    with pytest.raises(SystemExit, match=r"other settings \(config.beta differ\)"):
+        reusable_runs([str(path)], off_default, 32)
     with pytest.raises(SystemExit, match=r"other settings \(minutes differ\)"):
         reusable_runs([str(path)], {**setup, "minutes": 5.0}, 32)
     with pytest.raises(
@@ -152,6 +160,13 @@ def test_compare_strategies_quick_run_again_with_reuse_trains_nothing(tmp_path, 
     assert "compare_strategies_federated_s0: reused" in capsys.readouterr().out
     data = json.loads((first / "compare_strategies.json").read_text())
     assert data["complete"] and len(data["runs"]["federated"]) == 1
+    # the reused runs' logs gone (an earlier session's temp dir): the table still comes out
+    shutil.rmtree(first / "runs")
+    elsewhere = ["--quick", "--strategies", "federated", "--out", str(tmp_path / "elsewhere")]
+    reuse = ["--work-dir", str(first), "--reuse", str(first / "compare_strategies.json")]
+    assert main([*elsewhere, *reuse]) == 0
+    assert "learning curves: none" in capsys.readouterr().out
+    assert json.loads((tmp_path / "elsewhere" / "compare_strategies.json").read_text())["complete"]
 
 
 @pytest.mark.parametrize("name", ["learning_team_battle", "compare_strategies"])
