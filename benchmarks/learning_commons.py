@@ -3,16 +3,21 @@
     python -m benchmarks.learning_commons                    # full: 10 min per level
     python -m benchmarks.learning_commons --minutes 5 --levels 0.9 0.0
     python -m benchmarks.learning_commons --train-episodes 16 --episodes 16  # RESULTS.md's run
-    python -m benchmarks.learning_commons --safe-hint --opponents greedy heuristic --levels 0.9
+    python -m benchmarks.learning_commons --opponents heuristic heuristic --no-safe-hint \
+        --set 'env_kwargs={num_models: 4}'     # the earlier default: two heuristic bots
     python -m benchmarks.learning_commons --quick            # smoke run, tiny random model
 
 Four fishers share a lake (capacity 100, the stock doubles each round, max 25 per head).
 ``player_0`` and ``player_1`` are two SmolLM2 LoRA slots (GRPO, ASYNCHRONOUS updates: two
-independent policies); ``player_2`` and ``player_3`` are the scripted ``heuristic`` bot,
-which takes its share of the safe total every round. The LoRA agents' prompt states the
-rules, the stock and the last rounds but not the safe total (``safe_hint=False``; with
-``--safe-hint`` it does, and the untrained model copies that share): a sustainable harvest
-has to be learned from the rewards. The same population trains once per
+independent policies); ``player_2`` is the scripted ``greedy`` bot, which takes the maximum
+every round, and ``player_3`` the ``heuristic`` bot, which takes its share of the safe total
+(``--opponents``). Beside a greedy fisher the untrained LoRA fishers kill the stock, so
+whether training makes them hold back can show; beside two heuristic bots the untrained
+ones already keep the lake alive (RESULTS.md section 2). The LoRA agents' prompt states the
+rules, the stock, the last rounds and the safe total with its per-head share (the env's
+``safe_hint``; ``--no-safe-hint`` leaves it out, and a sustainable harvest then has to be
+found from the rewards alone), and an invalid answer costs 0.5 (the env's own penalty is
+0.1, at which one fisher learned to abstain in invalid text). The same population trains once per
 cooperation level: with high cooperation (0.9) every agent's reward is nearly the group's,
 with 0 it is zero-sum (own harvest against the others' mean). Before and after training it
 is evaluated on the same evaluation seeds, greedy and sampled at temperature 0.7 (greedy
@@ -21,13 +26,13 @@ keeps the lake alive). Reported: stock survival rate (Wilson interval), group we
 summed raw score of the four agents per episode: 1.0 per agent and round is the sustainable
 pace), and the LoRA agents' share of the group's harvest (0.5 = as much as the two bots).
 Goals: at 0.9 the trained population keeps the stock alive more often than the untrained
-one; at 0.0 the LoRA agents' share rises. Beside two heuristic bots the untrained fishers
-already keep the lake alive (RESULTS.md section 2); ``--opponents greedy heuristic`` puts a
-fisher that always takes the maximum on ``player_2``, so the LoRA fishers must hold back.
+one; at 0.0 the LoRA agents' share rises. The defaults are the settings with which both
+were met (RESULTS.md section 2).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from benchmarks.common import (
@@ -46,7 +51,7 @@ NAME = "learning_commons"
 CONFIG = dict(
     env="coop_compete",
     num_models=2,
-    env_kwargs={"num_models": 4},
+    env_kwargs={"num_models": 4, "format_penalty": 0.5},
     opponent_policy="heuristic",
     training_mode="cooperative",
     weight_update_strategy="asynchronous",
@@ -64,13 +69,13 @@ CONFIG = dict(
 )
 QUICK = dict(batch_size=4, group_size=2, episode_length=2, max_episodes=2, learning_rate=1e-2)
 TEMPERATURES = (0.0, 0.7)
-OPPONENTS = ("heuristic", "heuristic")  # player_2, player_3 (--opponents)
+OPPONENTS = ("greedy", "heuristic")  # player_2, player_3 (--opponents)
 
 
 def opponent_mapping(config, opponents: list[str]) -> dict[str, str] | None:
     """The policy mapping for ``--opponents``: the LoRA slots play player_0 and player_1, the
-    two bots the others; None (the config's default mapping) for the default pair."""
-    if tuple(opponents) == OPPONENTS:
+    two bots the others; None (the config's default mapping) when both are its opponent."""
+    if all(name == config.opponent_policy for name in opponents):
         return None
     slots = config.slot_ids()
     bots = {f"player_{2 + i}": f"bot:{name}" for i, name in enumerate(opponents)}
@@ -104,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--safe-hint",
-        action="store_true",
-        help="state the safe total and its per-head share in the prompt (the env's original "
-        "prompt; the untrained model copies that share)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="state the safe total and its per-head share in the prompt (default; the env's "
+        "original prompt, whose share the untrained model copies). --no-safe-hint leaves it out",
     )
     parser.add_argument(
         "--opponents",
@@ -114,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         default=list(OPPONENTS),
         choices=sorted(BOTS),
         metavar="BOT",
-        help="the scripted fishers player_2 and player_3 (default: heuristic heuristic; "
-        "'greedy heuristic' puts a fisher that always takes the maximum in the lake, so the "
-        "LoRA fishers must hold back for the stock to last)",
+        help="the scripted fishers player_2 and player_3 (default: greedy heuristic, one that "
+        "always takes the maximum beside one that takes the safe share, so the LoRA fishers "
+        "must hold back for the stock to last; beside 'heuristic heuristic' the untrained "
+        "fishers already keep the lake alive)",
     )
     args = parser.parse_args(argv)
     out, work = output_dirs(args)
@@ -128,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.episodes, args.minutes = 2, None
     minutes = budget(args, fields)  # after --set, so the slot ids below are the final ones
-    # No safe-harvest hint unless --safe-hint: with it the prompt's example is the safe share
-    # and the untrained model copies it (RESULTS.md section 2: survival 1.00, share 0.50).
+    # With the hint the prompt's example is the safe share and the untrained model copies it
+    # (RESULTS.md section 2); --no-safe-hint leaves it to be learned from the rewards.
     fields["env_kwargs"] = {**fields["env_kwargs"], "safe_hint": args.safe_hint}
     mapping = opponent_mapping(MultiModelConfig(**fields), args.opponents)
     if mapping is not None:

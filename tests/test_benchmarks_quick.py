@@ -43,11 +43,23 @@ def test_train_episodes_replaces_the_minutes_budget():
 @pytest.mark.parametrize(
     ("name", "extra", "check"),
     [
+        (  # the defaults: a greedy fisher in the lake, the safe-harvest hint, a 0.5 penalty
+            "learning_commons",
+            [],
+            lambda data: all(
+                c["policy_mapping"]["player_2"] == "bot:greedy"
+                and c["policy_mapping"]["player_3"] == "bot:heuristic"
+                and c["env_kwargs"]["safe_hint"] is True
+                and c["env_kwargs"]["format_penalty"] == 0.5
+                for c in data["configs"].values()
+            ),
+        ),
         (
             "learning_commons",
-            ["--opponents", "greedy", "heuristic"],
+            ["--opponents", "heuristic", "heuristic", "--no-safe-hint"],
             lambda data: all(
-                c["policy_mapping"]["player_2"] == "bot:greedy" for c in data["configs"].values()
+                not c["policy_mapping"] and c["env_kwargs"]["safe_hint"] is False
+                for c in data["configs"].values()
             ),
         ),
         (
