@@ -35,7 +35,7 @@ from benchmarks.common import (
 )
 
 NAME = "learning_team_battle"
-# The preset: the settings that met the goal on most seeds (benchmarks/RESULTS.md, v34).
+# The preset: the settings that met the goal on all four seeds tried (RESULTS.md, v34).
 # One round per game (clean credit, short prompts), the action keyword prefilled, sampling
 # at T=1 for exploration, a high LoRA learning rate, one GRPO group of 8 copies per update.
 # - Advantages are NOT divided by the group's std (scale_rewards=False, as in Dr. GRPO): with
