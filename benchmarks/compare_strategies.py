@@ -71,16 +71,10 @@ def reusable_runs(
     that one side leaves out counts as its MultiModelConfig default, so a file written
     before the preset set a field still matches a command that sets it to the default; the
     checkpoint and logging intervals (``UNTRAINED_FIELDS``) are not compared."""
-    from dataclasses import MISSING, fields
-
     from srl_trainers.config import MultiModelConfig
 
-    defaults = {
-        f.name: f.default if f.default_factory is MISSING else f.default_factory()
-        for f in fields(MultiModelConfig)
-    }
-    # as the JSON stores them
-    setup, defaults = json.loads(json.dumps([setup, defaults], default=float))
+    defaults = MultiModelConfig().to_dict()
+    setup = json.loads(json.dumps(setup, default=float))  # as the JSON stores it
     found: dict[tuple[str, int], dict] = {}
     for path in paths:
         try:
