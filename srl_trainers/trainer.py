@@ -1054,10 +1054,11 @@ class MultiModelTrainer:
                     _action_mask(batch["samples"][sl], width, number_set).to(device) * mask
                 )
                 n_numbers = number_mask.sum()
+                numbers_counted = float(n_numbers)  # one device sync for both logs
                 number_sum = (out.vocab_entropy.float() * number_mask).sum()
                 scopes["numbers"] = number_sum / n_numbers.clamp(min=1)
                 sums["number_entropy"] += float(number_sum.detach())
-                counts["number_entropy"] += float(n_numbers)
+                counts["number_entropy"] += numbers_counted
                 if cfg.number_kl_coef > 0:
                     # KL(base || policy) over the number tokens, at the action's digits
                     ref_lp = batch["ref_numbers"][sl, :width].to(device)
@@ -1065,7 +1066,7 @@ class MultiModelTrainer:
                     kl_sum = (kl * number_mask).sum()
                     loss = loss + cfg.number_kl_coef * kl_sum / n_numbers.clamp(min=1)
                     sums["number_kl"] += float(kl_sum.detach())
-                    counts["number_kl"] += float(n_numbers)
+                    counts["number_kl"] += numbers_counted
             scoped = scopes[cfg.entropy_scope]
             coef = self._entropy_coef[slot]
             if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
