@@ -10,4 +10,4 @@ test-slow: setup
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 golden:
-	.venv/bin/python tests/golden/regenerate.py
+	.venv/bin/python tests/golden/regenerate.py && .venv/bin/python tests/golden/trainer_metrics.py

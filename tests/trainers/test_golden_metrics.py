@@ -1,0 +1,58 @@
+"""The trainer's behaviour, pinned: seeded tiny runs reproduce ``tests/golden/trainer_metrics.json``.
+
+The guard for restructuring the trainer (moving code must not change what it does). After an
+intended change of behaviour, regenerate with ``python tests/golden/trainer_metrics.py`` and
+commit the JSON diff with the change that explains it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
+REGENERATE = "python tests/golden/trainer_metrics.py"
+# float32 round-off: the runs are seeded and single-threaded, so a pure refactor reproduces the
+# numbers to the last bits; the tolerance only absorbs a different summation order.
+RTOL, ATOL = 1e-5, 1e-7
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location(
+        "golden_trainer_metrics", GOLDEN_DIR / "trainer_metrics.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+GOLDEN = json.loads(harness.GOLDEN_FILE.read_text(encoding="utf-8"))
+
+
+def test_the_golden_file_covers_every_run():
+    assert sorted(GOLDEN) == sorted(harness.RUNS), f"run `{REGENERATE}`"
+    for name, record in GOLDEN.items():
+        assert record["config"] == harness.RUNS[name], f"{name}: run `{REGENERATE}`"
+
+
+@pytest.mark.parametrize("name", list(harness.RUNS))
+def test_seeded_run_reproduces_its_golden_metrics(name, tiny_model_path):
+    want = GOLDEN[name]
+    got = harness.run(name, tiny_model_path)
+    assert len(got["episodes"]) == len(want["episodes"])
+    for episode, (w, g) in enumerate(zip(want["episodes"], got["episodes"])):
+        where = f"{name} episode {episode}"
+        assert g["samples"] == w["samples"], f"{where}: the agents wrote something else"
+        w, g = w["metrics"], g["metrics"]
+        assert sorted(g) == sorted(w), f"{where}: the metric names changed"
+        for key in w:
+            assert g[key] == pytest.approx(w[key], rel=RTOL, abs=ATOL), (
+                f"{where}: {key} is {g[key]!r}, golden {w[key]!r}"
+            )
+    assert sorted(got["weights"]) == sorted(want["weights"])
+    for key, value in want["weights"].items():
+        assert got["weights"][key] == pytest.approx(value, rel=RTOL, abs=ATOL), f"{name}: {key}"
