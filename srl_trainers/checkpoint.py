@@ -5,13 +5,22 @@ counters) through a ``write_fn(directory)``; :class:`CheckpointManager` makes th
 atomic, ordered and rotated:
 
 * ``save`` writes into ``<dir>/.tmp-<id>-<pid>``, writes ``metadata.json`` LAST (with the
-  size of every file written), fsyncs files and directories, then renames the directory to
-  ``<dir>/<id>`` in one ``os.replace``. A checkpoint is *complete* when its ``metadata.json``
-  parses and every file it lists exists with the listed size; nothing else is ever loaded.
+  size and sha256 of every file written), fsyncs files and directories, then renames the
+  directory to ``<dir>/<id>`` in one ``os.replace``. A checkpoint is *complete* when its
+  ``metadata.json`` parses and every file it lists exists with the listed size; it is
+  *verified* when, besides, every file matches its sha256. Only verified checkpoints are
+  loaded: :meth:`CheckpointManager.verify` (and ``resolve``) check every byte, and
+  ``"latest"`` falls back to the newest checkpoint that verifies, logging a warning for
+  each one it skips.
 * Order is by the ``episode`` in the metadata (then save time), never by mtime; newest last.
 * ``max_checkpoints`` newest complete checkpoints are kept; ``-1`` keeps all of them.
 * ``LATEST`` (a one-line text file, replaced atomically) names the last saved id for humans
   and shell tools; :meth:`CheckpointManager.resolve` does not trust it and scans instead.
+
+A checkpoint is data, never code: tensors are read with :func:`load_tensors`
+(``torch.load(weights_only=True)``) or safetensors, plain state with :func:`read_state`
+(JSON). Checkpoints of format 1 (before checksums, with a pickled trainer state) fail
+verification: they cannot be read without unpickling.
 
 Metadata is strict JSON (:func:`to_jsonable`): enums become their values, numpy scalars and
 arrays, tensors, paths, dataclasses and sets become plain JSON, non-finite floats ``null``.
@@ -23,12 +32,15 @@ import builtins
 import dataclasses
 import datetime as _dt
 import enum
+import hashlib
 import json
+import logging
 import math
 import os
 import random
 import re
 import shutil
+import stat
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -38,33 +50,54 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "LATEST_FILE",
     "METADATA_FILE",
     "RNG_FILE",
+    "CheckpointError",
     "CheckpointJSONEncoder",
     "CheckpointManager",
     "CheckpointNotFoundError",
+    "CheckpointVerificationError",
     "capture_rng_state",
+    "check_checkpoint_id",
     "checkpoint_id_for",
     "list_available_checkpoints",
     "load_checkpoint_metadata",
     "load_rng_state",
+    "load_tensors",
+    "read_state",
     "restore_rng_state",
     "save_rng_state",
     "to_jsonable",
+    "write_state",
 ]
+
+logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 LATEST_FILE = "LATEST"
 RNG_FILE = "rng.pt"
+# 2: metadata.json lists every file's size and sha256, plain state is JSON (no pickles).
+# 1 (no "format" key): sizes only, and the trainer state was a pickle.
+CHECKPOINT_FORMAT = 2
 # Prefixes of work directories (never checkpoints): in-progress saves, a checkpoint being
 # replaced, one being deleted by rotation. Each ends in "-<pid>" of the process that made it.
 _WORK_PREFIXES = (".tmp-", ".old-", ".del-")
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointError(ValueError):
+    """A checkpoint (or checkpoint id) cannot be used; the message says which one and why."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The requested checkpoint does not exist or is incomplete; the message lists the ids."""
+
+
+class CheckpointVerificationError(CheckpointError):
+    """A checkpoint's files do not match its metadata (changed or corrupted since it was
+    saved), or it was written before checksums (format 1); the message names the file."""
 
 
 def checkpoint_id_for(episode: int) -> str:
@@ -232,11 +265,12 @@ class CheckpointManager:
         """Write a checkpoint atomically and return its directory.
 
         ``write_fn(tmp_dir)`` writes the payload files into ``tmp_dir`` and may return a dict
-        of extra metadata (e.g. checksums of what it wrote). ``metadata`` must hold an integer
-        ``episode`` (the ordering key); it is checked for JSON-safety before anything is
-        written, and stored as ``metadata.json`` with ``checkpoint_id``, ``saved_at`` and
-        ``files`` (relative path -> size in bytes). An existing checkpoint with the same id is
-        replaced. Then the oldest checkpoints beyond ``max_checkpoints`` are deleted.
+        of extra metadata. ``metadata`` must hold an integer ``episode`` (the ordering key);
+        it is checked for JSON-safety before anything is written, and stored as
+        ``metadata.json`` with ``checkpoint_id``, ``saved_at``, ``format``
+        (:data:`CHECKPOINT_FORMAT`) and ``files`` (relative path -> ``{"size": bytes,
+        "sha256": hex digest}``). An existing checkpoint with the same id is replaced. Then
+        the oldest checkpoints beyond ``max_checkpoints`` are deleted.
         """
         _check_id(checkpoint_id)
         episode = metadata.get("episode")
@@ -264,7 +298,7 @@ class CheckpointManager:
             if (tmp / METADATA_FILE).exists():
                 raise ValueError(f"write_fn must not write {METADATA_FILE}: the manager owns it")
             files = {
-                p.relative_to(tmp).as_posix(): p.stat().st_size
+                p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
                 for p in sorted(tmp.rglob("*"))
                 if p.is_file()
             }
@@ -272,6 +306,7 @@ class CheckpointManager:
                 **to_jsonable({**metadata, **(extra or {})}),
                 "checkpoint_id": checkpoint_id,
                 "saved_at": time.time(),
+                "format": CHECKPOINT_FORMAT,
                 "files": files,
             }
             if isinstance(meta["episode"], bool) or not isinstance(meta["episode"], int):
@@ -332,37 +367,31 @@ class CheckpointManager:
 
     # ------------------------------------------------------------------ read
     def _read_complete(self, path: Path) -> dict[str, Any] | None:
-        """The metadata of a complete checkpoint directory, else None."""
-        try:
-            meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        """The metadata of a complete checkpoint directory (every listed file there, with
+        its listed size), else None."""
+        meta = _read_metadata(path)
+        if meta is None or _size_problem(path, meta) is not None:
             return None
-        if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
-            return None
-        for rel, size in meta["files"].items():
-            try:
-                if (path / rel).stat().st_size != size:
-                    return None
-            except OSError:
-                return None
         return meta
 
-    def _scan(self) -> builtins.list[tuple[tuple, str, dict[str, Any]]]:
+    def _scan(self, complete: bool = True) -> builtins.list[tuple[tuple, str, dict[str, Any]]]:
+        """``(order key, id, metadata)`` of the checkpoints (the complete ones, or every one
+        whose metadata parses), oldest first."""
         if not self.checkpoint_dir.is_dir():
             return []
         found = []
         for entry in self.checkpoint_dir.iterdir():
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            meta = self._read_complete(entry)
+            meta = self._read_complete(entry) if complete else _read_metadata(entry)
             if meta is None:
                 continue
             episode = meta.get("episode")
-            if not isinstance(episode, int):
+            if isinstance(episode, bool) or not isinstance(episode, int):
                 continue
-            found.append(
-                ((episode, float(meta.get("saved_at") or 0.0), entry.name), entry.name, meta)
-            )
+            saved_at = meta.get("saved_at")
+            saved_at = float(saved_at) if isinstance(saved_at, int | float) else 0.0
+            found.append(((episode, saved_at, entry.name), entry.name, meta))
         found.sort(key=lambda t: t[0])
         return found
 
@@ -383,33 +412,59 @@ class CheckpointManager:
             return None
         return text or None
 
-    def resolve(self, checkpoint_id: str = "latest") -> Path:
-        """Directory of a complete checkpoint; ``"latest"`` is the newest complete one.
+    def verify(self, checkpoint_id: str = "latest") -> tuple[Path, dict[str, Any]]:
+        """``(directory, metadata)`` of a checkpoint whose every file matches its sha256.
 
-        Temp directories, checkpoints without a valid ``metadata.json`` and ones with missing
-        or truncated files are never returned. Raises :class:`CheckpointNotFoundError` with
-        the available ids.
+        An id that fails raises :class:`CheckpointVerificationError` naming the file and
+        what is wrong with it (:class:`CheckpointNotFoundError` when it does not exist or
+        has no valid ``metadata.json``). ``"latest"`` is the newest checkpoint that
+        verifies: each newer one that does not is skipped with a logged warning saying
+        why; when none verifies, the error lists every reason.
         """
-        if checkpoint_id.lower() == "latest":
-            latest = self.latest_id()
-            if latest is None:
-                raise CheckpointNotFoundError(
-                    f"no complete checkpoint in {str(self.checkpoint_dir)!r}"
+        check_checkpoint_id(checkpoint_id)
+        if checkpoint_id.lower() != "latest":
+            path = self.checkpoint_dir / checkpoint_id
+            meta = _read_metadata(path)
+            if meta is None:
+                raise CheckpointNotFoundError(self._missing_message(checkpoint_id))
+            problem = _verification_problem(path, meta)
+            if problem is not None:
+                raise CheckpointVerificationError(
+                    f"checkpoint {checkpoint_id!r} in {str(self.checkpoint_dir)!r} fails "
+                    f"verification: {problem}"
                 )
-            return self.checkpoint_dir / latest
-        _check_id(checkpoint_id)
-        path = self.checkpoint_dir / checkpoint_id
-        if self._read_complete(path) is None:
-            raise CheckpointNotFoundError(self._missing_message(checkpoint_id))
-        return path
+            return path, meta
+        skipped = []
+        for _key, cid, meta in reversed(self._scan(complete=False)):
+            path = self.checkpoint_dir / cid
+            problem = _verification_problem(path, meta)
+            if problem is None:
+                return path, meta
+            logger.warning(
+                "checkpoint %s in %s skipped: %s; trying the one before it",
+                cid,
+                self.checkpoint_dir,
+                problem,
+            )
+            skipped.append(f"{cid}: {problem}")
+        if skipped:
+            raise CheckpointVerificationError(
+                f"no checkpoint in {str(self.checkpoint_dir)!r} passes verification: "
+                + "; ".join(skipped)
+            )
+        raise CheckpointNotFoundError(f"no complete checkpoint in {str(self.checkpoint_dir)!r}")
+
+    def resolve(self, checkpoint_id: str = "latest") -> Path:
+        """Directory of a verified checkpoint (:meth:`verify`); ``"latest"`` is the newest.
+
+        Temp directories, checkpoints without a valid ``metadata.json`` and ones with a
+        missing, truncated or changed file are never returned.
+        """
+        return self.verify(checkpoint_id)[0]
 
     def load_metadata(self, checkpoint_id: str = "latest") -> dict[str, Any]:
-        """The ``metadata.json`` of a complete checkpoint (``"latest"`` allowed)."""
-        path = self.resolve(checkpoint_id)
-        meta = self._read_complete(path)
-        if meta is None:  # deleted between resolve and read
-            raise CheckpointNotFoundError(self._missing_message(checkpoint_id))
-        return meta
+        """The ``metadata.json`` of a verified checkpoint (``"latest"`` allowed)."""
+        return self.verify(checkpoint_id)[1]
 
     def _missing_message(self, checkpoint_id: str) -> str:
         path = self.checkpoint_dir / checkpoint_id
@@ -466,14 +521,77 @@ class CheckpointManager:
         )
 
 
-def _check_id(checkpoint_id: str) -> None:
+def check_checkpoint_id(checkpoint_id: Any) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint_id`` is ``"latest"`` or a plain
+    checkpoint id (a name inside the checkpoint dir, never a path)."""
+    if isinstance(checkpoint_id, str) and checkpoint_id.lower() == "latest":
+        return
     if not isinstance(checkpoint_id, str) or not _ID_RE.match(checkpoint_id):
-        raise ValueError(
-            f"invalid checkpoint id {checkpoint_id!r}: use letters, digits, '_', '-', '.' "
-            "(not starting with '.' or '-'), e.g. checkpoint_id_for(episode)"
+        raise CheckpointError(
+            f"invalid checkpoint id {checkpoint_id!r}: use 'latest' or an id such as "
+            "'checkpoint_000040' (letters, digits, '_', '-', '.', not starting with '.' or "
+            "'-'; a name in the checkpoint dir, not a path)"
         )
-    if checkpoint_id.lower() in ("latest", LATEST_FILE.lower()):
-        raise ValueError(f"checkpoint id {checkpoint_id!r} is reserved")
+
+
+def _check_id(checkpoint_id: str) -> None:
+    """A checkpoint id that can be written (``latest`` and ``LATEST`` are reserved)."""
+    if isinstance(checkpoint_id, str) and checkpoint_id.lower() in ("latest", LATEST_FILE.lower()):
+        raise CheckpointError(f"checkpoint id {checkpoint_id!r} is reserved")
+    check_checkpoint_id(checkpoint_id)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _read_metadata(path: Path) -> dict[str, Any] | None:
+    """The parsed ``metadata.json`` of ``path`` if it is a dict with a ``files`` dict."""
+    try:
+        meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        return None
+    return meta
+
+
+def _size_problem(path: Path, meta: Mapping[str, Any]) -> str | None:
+    """What makes the checkpoint at ``path`` incomplete (a listed file outside it, missing,
+    not a regular file or not of its listed size), or None."""
+    for rel, entry in meta["files"].items():
+        size = entry.get("size") if isinstance(entry, dict) else entry  # format 1: a size
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            return f"its metadata lists {rel!r}, a path outside the checkpoint"
+        try:
+            st = (path / rel).stat()
+        except OSError:
+            return f"{rel} is missing"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{rel} is not a regular file"
+        if st.st_size != size:
+            return f"{rel} has {st.st_size} bytes, not the {size!r} it was saved with"
+    return None
+
+
+def _verification_problem(path: Path, meta: Mapping[str, Any]) -> str | None:
+    """Why the checkpoint at ``path`` must not be loaded, or None when every file it lists
+    is there with its size and sha256."""
+    problem = _size_problem(path, meta)
+    if problem is not None:
+        return problem
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        return (
+            f"it is of checkpoint format {meta.get('format', 1)!r}, not {CHECKPOINT_FORMAT}: "
+            "written by an older srl, without checksums and with a pickled trainer state, "
+            "which this version never unpickles (a pickle can run code); load it with the "
+            "srl version that wrote it, or start a new run"
+        )
+    for rel, entry in meta["files"].items():
+        if not isinstance(entry, dict) or _sha256(path / rel) != entry.get("sha256"):
+            return f"{rel} does not match its sha256 (changed or corrupted since it was saved)"
+    return None
 
 
 # ---------------------------------------------------------------------- Core SRL helpers
@@ -555,10 +673,62 @@ def save_rng_state(directory: str | os.PathLike[str]) -> Path:
 
 
 def load_rng_state(directory: str | os.PathLike[str], *, restore: bool = True) -> dict[str, Any]:
-    """Read ``<directory>/rng.pt`` (safely, ``weights_only``) and restore it unless told not to."""
-    import torch
-
-    state = torch.load(Path(directory) / RNG_FILE, weights_only=True)
+    """Read ``<directory>/rng.pt`` (:func:`load_tensors`) and restore it unless told not to."""
+    state = load_tensors(Path(directory) / RNG_FILE)
     if restore:
         restore_rng_state(state)
     return state
+
+
+# ---------------------------------------------------------------------- payload files: data only
+def load_tensors(path: str | os.PathLike[str]) -> Any:
+    """A ``torch.save`` file of tensors in plain containers (state dicts, RNG state), read
+    with ``torch.load(weights_only=True)`` onto the CPU: an object that would need code to
+    rebuild (a pickle whose ``__reduce__`` calls anything) is refused, never run.
+
+    Raises :class:`CheckpointError` naming the file when it holds anything else or is not
+    a torch file at all.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # garbage makes the unpickler raise almost anything
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next(
+            (line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")),
+            lines[-1] if lines else type(exc).__name__,
+        )
+        raise CheckpointError(
+            f"{path} is not a file of plain tensors ({detail}): refusing to load it, since "
+            "unpickling anything else can run code"
+        ) from None
+
+
+def write_state(state: Any, path: str | os.PathLike[str]) -> None:
+    """Write plain state (dicts with string keys, lists, str, int, float, bool, None) as
+    JSON that :func:`read_state` gives back exactly: floats keep every bit (NaN and the
+    infinities are written as Python's ``json`` writes them), tuples come back as lists,
+    numpy scalars as Python numbers. Anything else raises ``TypeError`` naming its type."""
+    text = json.dumps(state, default=_plain_scalar, allow_nan=True)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def read_state(path: str | os.PathLike[str]) -> Any:
+    """What :func:`write_state` wrote; :class:`CheckpointError` naming the file if it is not
+    valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _plain_scalar(obj: Any) -> Any:
+    if isinstance(obj, np.bool_ | np.integer | np.floating):
+        return obj.item()
+    raise TypeError(
+        f"training state value of type {type(obj).__name__} is not plain JSON data: "
+        f"{obj!r:.80}; tensors go into a tensor file, other objects into plain values"
+    )

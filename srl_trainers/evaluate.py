@@ -346,7 +346,8 @@ def _trainer_for(
 def _resolve_checkpoint(
     target: str | os.PathLike[str], checkpoint_dir: str | os.PathLike[str] | None
 ) -> tuple[Path, dict[str, Any]]:
-    """A checkpoint directory (with ``metadata.json``) or an id in ``checkpoint_dir``."""
+    """A checkpoint directory (with ``metadata.json``) or an id in ``checkpoint_dir``, verified
+    (every file against its sha256) and its metadata."""
     from srl_trainers.checkpoint import METADATA_FILE, CheckpointManager, CheckpointNotFoundError
 
     path = Path(target)
@@ -360,13 +361,13 @@ def _resolve_checkpoint(
         if checkpoint_dir is None:
             checkpoint_dir = MultiModelConfig.__dataclass_fields__["checkpoint_dir"].default
         manager, cid = CheckpointManager(checkpoint_dir), str(target)
-    resolved = manager.resolve(cid)  # CheckpointNotFoundError (a FileNotFoundError) if absent
-    return resolved, manager.load_metadata(resolved.name)
+    return manager.verify(cid)  # CheckpointError (a ValueError) if absent or corrupt
 
 
 def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) -> None:
     """The checkpoint's adapters and curriculum state (not its optimizers or counters)."""
-    import torch
+    from srl_trainers.checkpoint import read_state
+    from srl_trainers.trainer import TRAINER_STATE_FILE
 
     if meta["slots"] != trainer.slots:
         raise ConfigError(
@@ -376,7 +377,7 @@ def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) 
         trainer.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
     curricula = [env for env in trainer.envs if hasattr(env, "load_state_dict")]
     if curricula:
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        state = read_state(path / TRAINER_STATE_FILE)
         for env, sd in zip(curricula, state["curricula"]):
             env.load_state_dict(sd)
 

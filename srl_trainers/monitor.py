@@ -12,8 +12,11 @@ Metric names are namespaced: ``train/loss``, ``model/<model_id>/avg_reward``,
 terminal, and one plain line per update otherwise (CI logs, files).
 
 A resumed run restores :meth:`UnifiedMonitor.state_dict` before :meth:`UnifiedMonitor.start`:
-it writes into the same run directory, drops metrics logged after the checkpoint's step
-(from both the JSONL files and TensorBoard, via ``purge_step``) and continues the numbering.
+it continues the checkpointed run's name and step numbering under its own ``log_dir`` (the
+one it was asked to write to, never the checkpointed run's, when the two differ). There it
+drops metrics logged after the checkpoint's step (from the JSONL files and TensorBoard, via
+``purge_step``); in a new ``log_dir`` it starts the JSONL files with the checkpointed run's
+lines up to that step, when that run's directory is still there to copy them from.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 import math
 import numbers
 import os
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -66,15 +70,14 @@ class UnifiedMonitor:
         stream: IO[str] | None = None,
     ) -> None:
         self.log_dir = Path(log_dir if log_dir is not None else DEFAULT_LOG_DIR)
-        self.run_name = run_name or time.strftime("run_%Y%m%d-%H%M%S")
-        if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
-            raise ValueError(f"run_name must be a plain directory name, got {self.run_name!r}")
+        self.run_name = _check_run_name(run_name or time.strftime("run_%Y%m%d-%H%M%S"))
         self.tensorboard = tensorboard
         self.jsonl = jsonl
         self.console = console
         self.stream = stream
         self.step: int | None = None  # last logged step
         self._resume_step: int | None = None
+        self._resume_source: Path | None = None  # the checkpointed run's directory
         self._owns_run_dir = False
         self._started = False
         self._writer: Any = None
@@ -130,6 +133,9 @@ class UnifiedMonitor:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.jsonl:
             for path in (self.metrics_path, self.samples_path):
+                source = None if self._resume_source is None else self._resume_source / path.name
+                if source is not None and source.is_file() and not path.exists():
+                    shutil.copyfile(source, path)  # then cut to the checkpoint's step
                 _repair_jsonl(path, self._resume_step)
             self._metrics_f = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
             self._samples_f = open(self.samples_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -138,7 +144,7 @@ class UnifiedMonitor:
 
             purge = self._resume_step + 1 if self._resume_step is not None else None
             self._writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge, flush_secs=10)
-        self._resume_step = None  # applied once: a later stop()/start() keeps new lines
+        self._resume_step = self._resume_source = None  # once: a restart keeps new lines
         self._started = True
         return self
 
@@ -228,26 +234,29 @@ class UnifiedMonitor:
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint needs to resume this monitor: run directory and last step."""
+        """What a checkpoint needs to resume this monitor: run name and directory, last step."""
         return {
-            "log_dir": str(self.log_dir),
             "run_name": self.run_name,
-            "run_dir": str(self.run_dir),
+            "run_dir": str(self.run_dir.absolute()),
             "step": self.step,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue the run of ``state``: same directory, steps after ``state['step']``.
+        """Continue the run of ``state``: its name under this monitor's ``log_dir``, steps
+        after ``state['step']``.
 
         Call before :meth:`start` (a started monitor is restarted on the restored directory).
         At start, lines logged after ``state['step']`` (by the run that was interrupted after
-        its checkpoint) are dropped from the JSONL files and purged from TensorBoard.
+        its checkpoint) are dropped from the JSONL files and purged from TensorBoard. A
+        ``log_dir`` other than the checkpointed run's gets that run's JSONL lines up to the
+        step (copied, never changed in place) when its directory ``state['run_dir']`` exists.
         """
         was_started = self._started
         if was_started:
             self.stop()
-        self.log_dir = Path(state["log_dir"])
-        self.run_name = str(state["run_name"])
+        self.run_name = _check_run_name(str(state["run_name"]))
+        source = Path(state["run_dir"])
+        self._resume_source = None if _same_path(source, self.run_dir) else source
         step = state.get("step")
         self.step = None if step is None else int(step)
         self._resume_step = self.step if self.step is not None else -1
@@ -381,6 +390,19 @@ def _repair_jsonl(path: Path, resume_step: int | None) -> None:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_bytes(keep)
         os.replace(tmp, path)
+
+
+def _check_run_name(name: str) -> str:
+    if Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"run_name must be a plain directory name, got {name!r}")
+    return name
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _check_step(step: Any) -> int:

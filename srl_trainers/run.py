@@ -174,20 +174,29 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    from srl_trainers.checkpoint import CheckpointError, check_checkpoint_id
     from srl_trainers.models import ModelUnavailableError
     from srl_trainers.trainer import MultiModelTrainer, install_sigint_handler
 
     trainer = MultiModelTrainer(config)
     try:
-        trainer.setup()
-        if args.resume:
+        if args.resume is not None:  # '' too: never a silent new run
+            try:
+                check_checkpoint_id(args.resume)
+            except CheckpointError as exc:
+                raise CheckpointError(f"--resume: {exc}") from None
+        trainer.check_output_dirs(new_run=args.resume is None)  # before any model loads
+        if args.resume is None:
+            trainer.setup()
+        else:
             trainer.load_checkpoint(args.resume)
             print(
-                f"srl: resumed from {args.resume} at episode {trainer.current_episode}", flush=True
+                f"srl: resumed from {trainer.resumed_from} at episode {trainer.current_episode}",
+                flush=True,
             )
             if trainer.monitor is not None:  # the checkpointed run's curves, not a new run
                 print(f"srl: logs continue in {trainer.monitor.run_dir}", flush=True)
-    except (ConfigError, ModelUnavailableError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, ModelUnavailableError, FileNotFoundError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     install_sigint_handler(trainer)
     try:

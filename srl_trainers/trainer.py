@@ -24,7 +24,9 @@ One training episode, in the order of the methods below:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import os
 import random
 import signal
 import time
@@ -43,10 +45,16 @@ from srl_envs.staged import StagedEnv
 from srl_trainers.algorithms import ValueHead, compute_gae, group_advantages, grpo_loss, ppo_loss
 from srl_trainers.api import APIPolicy
 from srl_trainers.checkpoint import (
+    RNG_FILE,
     CheckpointManager,
-    capture_rng_state,
     checkpoint_id_for,
+    list_available_checkpoints,
+    load_tensors,
+    read_state,
     restore_rng_state,
+    save_rng_state,
+    to_jsonable,
+    write_state,
 )
 from srl_trainers.config import (
     API_MODEL_TYPES,
@@ -61,6 +69,24 @@ from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
 from srl_trainers.strategies import make_strategy
 
 __all__ = ["ModeController", "MultiModelTrainer", "TrainingEnvironment", "Turn"]
+
+# Files of a checkpoint besides the adapters (adapters/<slot>/, PEFT safetensors): tensors
+# through torch.save / checkpoint.load_tensors, the plain training state as JSON.
+OPTIMIZERS_FILE = "optimizers.pt"
+VALUE_HEADS_FILE = "value_heads.pt"
+TRAINER_STATE_FILE = "trainer_state.json"
+# Config fields a checkpoint is bound to: its adapters, optimizer states and strategy state
+# only fit a run with the same values (learning rate, max_episodes and the like may change).
+RESUME_FIELDS = (
+    "env",
+    "algorithm",
+    "weight_update_strategy",
+    "num_models",
+    "model_types",
+    "lora_rank",
+    "lora_alpha",
+    "lora_target_modules",
+)
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a player in a multi-agent game. Read the rules and the state, then answer with "
@@ -99,6 +125,12 @@ class Turn:
     baseline: float = math.nan  # counterfactual baseline of the turn's reward; NaN: group mean
     # completion tokens [i, j) that wrote the part of the text the env read the action from
     action_tokens: tuple[int, int] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        """The turn whose ``dataclasses.asdict`` (through JSON) is ``data``."""
+        span = data["action_tokens"]
+        return cls(**{**data, "action_tokens": None if span is None else tuple(span)})
 
 
 @dataclass
@@ -227,6 +259,7 @@ class MultiModelTrainer:
         self.current_episode = 0
         self.training_time = 0.0
         self.checkpoints_saved: list[str] = []
+        self.resumed_from: str | None = None  # id of the checkpoint load_checkpoint restored
         self.policies: dict[str, Policy] = {}
         self.policy_mapping: dict[str, str] = {}
         self._built = False
@@ -465,6 +498,7 @@ class MultiModelTrainer:
         self.setup()
         cfg = self.config
         cfg.validate()
+        self.check_output_dirs(new_run=self.resumed_from is None and not self.checkpoints_saved)
         monitor = self._ensure_monitor()
         if monitor is not None:
             monitor.start()
@@ -1244,6 +1278,26 @@ class MultiModelTrainer:
         return cfg.run_name
 
     # ================================================================= checkpoints
+    def check_output_dirs(self, *, new_run: bool) -> None:
+        """Fail fast (:class:`ConfigError`), before any model loads or episode runs, when
+        this run could not save: ``checkpoint_dir`` (and ``log_dir`` with monitoring on)
+        must be a writable directory or creatable as one; and a new run (``new_run``) must
+        not write into a ``checkpoint_dir`` holding another run's checkpoints, which it
+        would overwrite one id at a time. ``train()`` checks this itself."""
+        cfg = self.config
+        _check_writable_dir("checkpoint_dir", cfg.checkpoint_dir)
+        if cfg.enable_monitoring:
+            _check_writable_dir("log_dir", cfg.log_dir)
+        if new_run:
+            existing = list_available_checkpoints(cfg.checkpoint_dir)
+            if existing:
+                raise ConfigError(
+                    f"checkpoint_dir {cfg.checkpoint_dir!r} already holds checkpoints of a run "
+                    f"({', '.join(existing)}) that a new run would overwrite: continue that run "
+                    "(--resume latest; trainer.load_checkpoint('latest')) or give this run "
+                    "another checkpoint_dir (--checkpoint-dir)"
+                )
+
     def save_checkpoint(self) -> str:
         """Write a complete checkpoint of the current state; returns its id."""
         self.setup()
@@ -1253,15 +1307,19 @@ class MultiModelTrainer:
             for slot in self.slots:
                 self.pool_of[slot].save_adapter(slot, directory / "adapters" / slot)
             torch.save(
-                {s: o.state_dict() for s, o in self.optimizers.items()}, directory / "optimizers.pt"
+                {s: o.state_dict() for s, o in self.optimizers.items()},
+                directory / OPTIMIZERS_FILE,
             )
             if self.value_heads:
                 torch.save(
                     {s: h.state_dict() for s, h in self.value_heads.items()},
-                    directory / "value_heads.pt",
+                    directory / VALUE_HEADS_FILE,
                 )
-            torch.save(self._trainer_state(), directory / "trainer_state.pt")
-            torch.save(capture_rng_state(), directory / "rng.pt")
+            state = self.training_state()
+            if cid not in state["checkpoints_saved"]:  # a resumed run counts this one too
+                state["checkpoints_saved"].append(cid)
+            write_state(state, directory / TRAINER_STATE_FILE)
+            save_rng_state(directory)
 
         metadata = {
             "checkpoint_id": cid,
@@ -1277,7 +1335,12 @@ class MultiModelTrainer:
             self.checkpoints_saved.append(cid)
         return cid
 
-    def _trainer_state(self) -> dict[str, Any]:
+    def training_state(self) -> dict[str, Any]:
+        """The plain state of the run besides weights, optimizers and RNG (JSON data, what a
+        checkpoint's ``trainer_state.json`` holds): counters, strategy and mode state,
+        reward history, sample buffers, entropy coefficients, curricula, monitor position,
+        API counters. :meth:`load_training_state` puts it back exactly."""
+        self.setup()
         return {
             "current_episode": self.current_episode,
             "training_time": self.training_time,
@@ -1285,7 +1348,10 @@ class MultiModelTrainer:
             "modes": self.modes.state_dict(),
             "history": {k: list(v) for k, v in self._history.items()},
             "totals": self._totals,
-            "buffers": self._buffers,
+            "buffers": {
+                slot: [dataclasses.asdict(turn) for turn in turns]
+                for slot, turns in self._buffers.items()
+            },
             "entropy_coef": self._entropy_coef,
             "curricula": [env.state_dict() for env in self.envs if hasattr(env, "state_dict")],
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
@@ -1295,32 +1361,9 @@ class MultiModelTrainer:
             },
         }
 
-    def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
-        """Restore a checkpoint (id or ``"latest"``) so that ``train()`` continues from it."""
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`training_state` (the monitor's position only with monitoring on)."""
         self.setup()
-        path = self.checkpoints.resolve(checkpoint_id)
-        meta = self.checkpoints.load_metadata(path.name)
-        if meta["slots"] != self.slots or meta["policy_mapping"] != self.policy_mapping:
-            raise ConfigError(
-                f"checkpoint {path.name} was made for slots {meta['slots']} / mapping "
-                f"{meta['policy_mapping']}, not this config's {self.slots} / {self.policy_mapping}"
-            )
-        for slot in self.slots:
-            self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
-        for checkpoint, backend in self.backends.items():
-            backend.push_from_pool(
-                self.pools[checkpoint],
-                self.groups[checkpoint],
-                self._adapter_push_dir / Path(checkpoint).name,
-            )
-        optim = torch.load(path / "optimizers.pt", weights_only=False)
-        for slot, opt in self.optimizers.items():
-            opt.load_state_dict(optim[slot])
-        if self.value_heads:
-            heads = torch.load(path / "value_heads.pt", weights_only=False)
-            for slot, head in self.value_heads.items():
-                head.load_state_dict(heads[slot])
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
         self.current_episode = state["current_episode"]
         self.training_time = state["training_time"]
         for k, s in self.strategies.items():
@@ -1330,18 +1373,68 @@ class MultiModelTrainer:
             k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()
         }
         self._totals = state["totals"]
-        self._buffers = state["buffers"]
-        self._entropy_coef.update(state.get("entropy_coef", {}))  # older checkpoints have none
+        self._buffers = {
+            slot: [Turn.from_dict(t) for t in turns] for slot, turns in state["buffers"].items()
+        }
+        self._entropy_coef.update(state["entropy_coef"])
         curricula = [env for env in self.envs if hasattr(env, "load_state_dict")]
         for env, sd in zip(curricula, state["curricula"]):
             env.load_state_dict(sd)
         if state["monitor"] is not None and self.config.enable_monitoring:
             self._ensure_monitor().load_state_dict(state["monitor"])
         self.checkpoints_saved = list(state["checkpoints_saved"])
-        for pid, counters in state.get("api", {}).items():  # older checkpoints have none
+        for pid, counters in state["api"].items():
             self.policies[pid].load_state_dict(counters)
-        restore_rng_state(torch.load(path / "rng.pt", weights_only=False))
+
+    def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
+        """Restore a checkpoint (id or ``"latest"``) so that ``train()`` continues from it.
+
+        The checkpoint is verified first (every file against its sha256; ``"latest"`` falls
+        back to the newest one that verifies) and must have been made with this config's
+        :data:`RESUME_FIELDS`; both fail before any model loads. Tensors are read with
+        ``weights_only`` and the plain state as JSON: loading runs no code from the files.
+        """
+        path, meta = CheckpointManager(self.config.checkpoint_dir, max_checkpoints=-1).verify(
+            checkpoint_id
+        )
+        self._check_resume_fields(path.name, meta["config"])
+        self.setup()
+        if meta["slots"] != self.slots or meta["policy_mapping"] != self.policy_mapping:
+            raise ConfigError(
+                f"checkpoint {path.name} was made for slots {meta['slots']} / mapping "
+                f"{meta['policy_mapping']}, not this config's {self.slots} / {self.policy_mapping}"
+            )
+        # Read every file before changing anything: a bad one leaves the trainer as it was.
+        optim = load_tensors(path / OPTIMIZERS_FILE)
+        heads = load_tensors(path / VALUE_HEADS_FILE) if self.value_heads else {}
+        state = read_state(path / TRAINER_STATE_FILE)
+        rng = load_tensors(path / RNG_FILE)
+        for slot in self.slots:
+            self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
+        for checkpoint, backend in self.backends.items():
+            backend.push_from_pool(
+                self.pools[checkpoint],
+                self.groups[checkpoint],
+                self._adapter_push_dir / Path(checkpoint).name,
+            )
+        for slot, opt in self.optimizers.items():
+            opt.load_state_dict(optim[slot])
+        for slot, head in self.value_heads.items():
+            head.load_state_dict(heads[slot])
+        self.load_training_state(state)
+        restore_rng_state(rng)
+        self.resumed_from = path.name
         return True
+
+    def _check_resume_fields(self, checkpoint_id: str, saved: dict[str, Any]) -> None:
+        for name in RESUME_FIELDS:
+            given = to_jsonable(getattr(self.config, name))
+            if name in saved and saved[name] != given:
+                raise ConfigError(
+                    f"checkpoint {checkpoint_id} was made with {name}={saved[name]!r}, but this "
+                    f"run has {name}={given!r}: resume with {name}={saved[name]!r} "
+                    f"(--{name.replace('_', '-')}), or start a new run in another checkpoint_dir"
+                )
 
     async def shutdown(self) -> None:
         """Stop the monitor and release models."""
@@ -1392,6 +1485,24 @@ def counterfactual_baseline(
             replayed[key] = reward_of(action, rewards[agent], infos[agent])
         total += replayed[key]
     return total / len(alternatives)
+
+
+def _check_writable_dir(name: str, path: str) -> None:
+    """ConfigError naming field ``name`` unless ``path`` is a writable directory, or could be
+    created as one (its nearest existing ancestor is a writable directory)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = (
+            "is a file" if existing == os.path.abspath(path) else f"is under the file {existing!r}"
+        )
+        raise ConfigError(f"{name}={path!r} {where}: give a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{name}={path!r} is not writable (no write permission on {existing!r}): give a "
+            "directory this user can write"
+        )
 
 
 def _seed_everything(seed: int) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from srl_trainers.checkpoint import list_available_checkpoints
+from srl_trainers.monitor import read_metrics
 from srl_trainers.run import build_config, main, make_parser
+from tests.trainers.checkpoint_tools import flip_bytes, plant_pickle, resign
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,7 +144,7 @@ def test_tiny_run_then_resume(tiny_model_path, tmp_path, capsys):
 
     assert main(tiny_args(tiny_model_path, tmp_path, "--resume", "--max-episodes", "3")) == 0
     out = capsys.readouterr().out
-    assert "resumed from latest at episode 2" in out
+    assert "resumed from checkpoint_000002 at episode 2" in out
     assert f"logs continue in {runs[0]}" in out
     assert list_available_checkpoints(tmp_path / "ckpt")[-1] == "checkpoint_000003"
 
@@ -149,9 +153,11 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint(tiny_model_path, tmp_path)
     """Kill a training run with SIGKILL at several moments; the newest complete checkpoint
     always loads and training resumes from it."""
     argv = tiny_args(tiny_model_path, tmp_path, "--max-episodes", "50")
-    code = f"import sys; from srl_trainers.run import main; sys.exit(main({argv!r}))"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for delay in (0.0, 0.7, 1.9):
+    for i, delay in enumerate((0.0, 0.7, 1.9)):
+        # the first run starts the checkpoints, the later ones continue them
+        run_argv = argv if i == 0 else [*argv, "--resume"]
+        code = f"import sys; from srl_trainers.run import main; sys.exit(main({run_argv!r}))"
         proc = subprocess.Popen(
             [sys.executable, "-c", code],
             env=env,
@@ -187,3 +193,138 @@ def test_exponent_floats_parse_on_the_command_line_and_in_yaml(tmp_path):
     config = build_config(args)
     assert config.learning_rate == pytest.approx(5e-4)
     assert config.response_prefix is None
+
+
+# ---------------------------------------------------------------------- resume: trust and places
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_path, tmp_path_factory):
+    """A finished 2-episode CLI run: checkpoints 1 and 2 in ``<work>/ckpt``, logs in ``runs``."""
+    work = tmp_path_factory.mktemp("finished")
+    assert main(tiny_args(tiny_model_path, work)) == 0
+    return work
+
+
+def _copy_checkpoints(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run / "ckpt", tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def _files(directory: Path) -> dict[Path, bytes]:
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def _fails(capsys, argv: list[str]) -> tuple[str, str]:
+    """(the error line, stdout) of a run that must exit with code 2 and no traceback."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    line = captured.err.strip().splitlines()[-1]
+    assert line.startswith("python -m srl_trainers.run: error: "), captured.err
+    return line, captured.out
+
+
+def test_resuming_a_copy_with_another_log_dir_leaves_the_original_logs_alone(
+    finished_run, tiny_model_path, tmp_path, capsys
+):
+    _copy_checkpoints(finished_run, tmp_path)
+    original = _files(finished_run / "runs")
+    (run_dir,) = (finished_run / "runs").iterdir()
+    argv = tiny_args(tiny_model_path, tmp_path, "--resume", "--max-episodes", "3")
+    assert main(argv) == 0
+    assert _files(finished_run / "runs") == original
+    new_dir = tmp_path / "runs" / run_dir.name
+    assert f"logs continue in {new_dir}" in capsys.readouterr().out
+    # the checkpointed run's lines up to its checkpoint, then the resumed episode
+    assert [r["step"] for r in read_metrics(new_dir)] == [1, 2, 3]
+
+
+def test_an_empty_resume_is_an_error_not_a_new_run(finished_run, tiny_model_path, tmp_path, capsys):
+    ckpt = _copy_checkpoints(finished_run, tmp_path)
+    before = _files(ckpt)
+    line, out = _fails(capsys, tiny_args(tiny_model_path, tmp_path, "--resume", ""))
+    assert "--resume: invalid checkpoint id ''" in line
+    assert "srl: env" not in out  # before any model loaded
+    assert _files(ckpt) == before
+
+
+def test_a_new_run_into_a_dir_of_checkpoints_is_refused(
+    finished_run, tiny_model_path, tmp_path, capsys
+):
+    ckpt = _copy_checkpoints(finished_run, tmp_path)
+    before = _files(ckpt)
+    line, out = _fails(capsys, tiny_args(tiny_model_path, tmp_path))
+    assert "checkpoint_000001, checkpoint_000002" in line
+    assert "--resume latest" in line and "--checkpoint-dir" in line
+    assert "srl: env" not in out
+    assert _files(ckpt) == before
+
+
+def test_resume_with_a_path_is_one_line(finished_run, tiny_model_path, tmp_path, capsys):
+    _copy_checkpoints(finished_run, tmp_path)
+    line, _ = _fails(capsys, tiny_args(tiny_model_path, tmp_path, "--resume", "../x"))
+    assert "--resume: invalid checkpoint id '../x'" in line and "not a path" in line
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint-dir", "--log-dir"])
+def test_an_unusable_output_dir_fails_at_start_up(tiny_model_path, tmp_path, capsys, flag):
+    (tmp_path / "a_file").write_text("x")
+    bad = str(tmp_path / "a_file" / "sub")
+    line, out = _fails(capsys, [*tiny_args(tiny_model_path, tmp_path), flag, bad])
+    field = flag[2:].replace("-", "_")
+    assert f"{field}={bad!r} is under the file" in line
+    assert "srl: env" not in out  # no model loaded, no episode played
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_log_dir_fails_at_start_up(tiny_model_path, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    argv = [*tiny_args(tiny_model_path, tmp_path), "--log-dir", str(locked / "runs")]
+    line, out = _fails(capsys, argv)
+    assert "log_dir=" in line and "is not writable" in line and "srl: env" not in out
+
+
+@pytest.mark.parametrize(
+    "extra, saved, given",
+    [
+        (["--lora-rank", "4"], "lora_rank=8", "lora_rank=4"),
+        (["--algorithm", "ppo"], "algorithm='grpo'", "algorithm='ppo'"),
+    ],
+)
+def test_resuming_with_another_lora_rank_or_algorithm_names_the_field(
+    finished_run, tiny_model_path, tmp_path, capsys, extra, saved, given
+):
+    _copy_checkpoints(finished_run, tmp_path)
+    argv = tiny_args(tiny_model_path, tmp_path, "--resume", *extra)
+    line, out = _fails(capsys, argv)
+    assert f"made with {saved}, but this run has {given}" in line
+    assert "srl: env" not in out
+
+
+def test_resume_never_runs_a_pickle_from_the_checkpoint(
+    finished_run, tiny_model_path, tmp_path, capsys
+):
+    ckpt = _copy_checkpoints(finished_run, tmp_path)
+    marker = tmp_path / "marker"
+    plant_pickle(ckpt / "checkpoint_000002" / "optimizers.pt", marker)
+    resign(ckpt / "checkpoint_000002")
+    line, _ = _fails(capsys, tiny_args(tiny_model_path, tmp_path, "--resume", "latest"))
+    assert "optimizers.pt is not a file of plain tensors" in line
+    assert not marker.exists()
+
+
+def test_a_corrupted_checkpoint_is_named_or_skipped(
+    finished_run, tiny_model_path, tmp_path, capsys, caplog
+):
+    ckpt = _copy_checkpoints(finished_run, tmp_path)
+    adapter = "adapters/model_0_custom/adapter_model.safetensors"
+    flip_bytes(ckpt / "checkpoint_000002" / adapter)
+    argv = tiny_args(tiny_model_path, tmp_path, "--max-episodes", "3", "--resume")
+    line, _ = _fails(capsys, [*argv, "checkpoint_000002"])
+    assert f"'checkpoint_000002' in {str(ckpt)!r} fails verification: {adapter}" in line
+    with caplog.at_level(logging.WARNING, logger="srl_trainers.checkpoint"):
+        assert main([*argv, "latest"]) == 0
+    assert "resumed from checkpoint_000001 at episode 1" in capsys.readouterr().out
+    assert f"checkpoint_000002 in {ckpt} skipped: {adapter} does not match" in caplog.text

@@ -19,6 +19,7 @@ from srl_trainers.evaluate import (
 )
 from srl_trainers.testing import tiny_trainer_config
 from srl_trainers.trainer import EVAL_SEED_OFFSET
+from tests.trainers.checkpoint_tools import flip_bytes, make_format_1, plant_pickle, resign
 
 
 # ---------------------------------------------------------------------- interval math
@@ -232,3 +233,57 @@ def test_cli_option_that_does_not_fit_the_env(tmp_path, capsys, extra, words):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert all(w in err for w in words) and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- a checkpoint is data
+def _staged_checkpoint(tiny_model_path, tmp_path):
+    """A 1-episode checkpoint of the staged env: evaluation reads its curriculum state."""
+    cfg = tiny_config(
+        tiny_model_path,
+        tmp_path,
+        env="staged",
+        env_kwargs={"base": "coop_compete", "num_models": 4, "warmup_episodes": 2},
+        opponent_policy="greedy",
+    )
+    MultiModelTrainer(cfg).train_sync()
+    return tmp_path / "ckpt" / "checkpoint_000001"
+
+
+def test_evaluating_a_checkpoint_never_runs_a_pickle_from_it(tiny_model_path, tmp_path):
+    ckpt = _staged_checkpoint(tiny_model_path, tmp_path)
+    clean = evaluate(ckpt, num_episodes=2)
+    marker = tmp_path / "marker"
+    # every torch file, and the pickled trainer state that srl used to read, run the payload
+    for name in ("optimizers.pt", "rng.pt", "trainer_state.pt"):
+        plant_pickle(ckpt / name, marker)
+    resign(ckpt)
+    doctored = evaluate(ckpt, num_episodes=2)
+    assert not marker.exists()
+    assert doctored.to_dict()["models"] == clean.to_dict()["models"]
+
+
+def test_cli_refuses_a_checkpoint_of_format_1_without_running_it(tiny_model_path, tmp_path, capsys):
+    ckpt = _staged_checkpoint(tiny_model_path, tmp_path)
+    marker = tmp_path / "marker"
+    (ckpt / "trainer_state.json").unlink()
+    plant_pickle(ckpt / "trainer_state.pt", marker)
+    make_format_1(ckpt)
+    capsys.readouterr()  # what training printed
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", str(ckpt), "--episodes", "2"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint format 1" in err
+    assert not marker.exists()
+
+
+def test_cli_names_the_corrupted_file_of_a_checkpoint(tiny_model_path, tmp_path, capsys):
+    ckpt = _staged_checkpoint(tiny_model_path, tmp_path)
+    flip_bytes(ckpt / "trainer_state.json", n=8)
+    capsys.readouterr()  # what training printed
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", str(ckpt), "--episodes", "2"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "fails verification: trainer_state.json does not match its sha256" in err

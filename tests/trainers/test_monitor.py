@@ -171,7 +171,7 @@ def test_resume_appends_same_files_and_continues_steps(tmp_path):
     with open(first.metrics_path, "a") as f:
         f.write('{"step": 9, "train/lo')
 
-    resumed = UnifiedMonitor(tmp_path / "elsewhere", console=False)
+    resumed = UnifiedMonitor(tmp_path / "runs", console=False)
     resumed.load_state_dict(saved)
     assert resumed.run_dir == first.run_dir and resumed.step == 5
     with resumed:
@@ -188,6 +188,32 @@ def test_resume_appends_same_files_and_continues_steps(tmp_path):
     resumed.start()
     resumed.stop()
     assert len(read_metrics(resumed.run_dir)) == 10
+
+
+def test_resume_into_another_log_dir_copies_up_to_the_step_and_changes_nothing_there(tmp_path):
+    first = _monitor(tmp_path)
+    with first:
+        for step in range(6):
+            first.log({"train/loss": float(step)}, step)
+        saved = json.loads(json.dumps(first.state_dict()))
+        for step in range(6, 9):  # logged after the checkpoint
+            first.log({"train/loss": 100.0 + step}, step)
+    original = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+
+    resumed = UnifiedMonitor(tmp_path / "elsewhere", console=False)
+    resumed.load_state_dict(saved)
+    assert resumed.run_dir == tmp_path / "elsewhere" / "r1" and resumed.step == 5
+    with resumed:
+        for step in range(6, 8):
+            resumed.log({"train/loss": float(step)}, step)
+    assert [r["train/loss"] for r in read_metrics(resumed.run_dir)] == [float(s) for s in range(8)]
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == original
+    # the original's directory gone (a checkpoint copied to another machine): a fresh start
+    again = UnifiedMonitor(tmp_path / "third", console=False)
+    again.load_state_dict({**saved, "run_dir": str(tmp_path / "gone" / "r1")})
+    with again:
+        again.log({"train/loss": 6.0}, 6)
+    assert [r["step"] for r in read_metrics(again.run_dir)] == [6]
 
 
 # ---------------------------------------------------------------------- console
