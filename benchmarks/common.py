@@ -130,6 +130,19 @@ def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     return out, work
 
 
+def checkpoint_dir(work: Path, name: str) -> str:
+    """``<work>/checkpoints/<name>``, or ``<name>-2``, ``-3``, ... when a rerun finds the
+    earlier ones holding checkpoints: the trainer refuses a new run into a directory of
+    checkpoints, and a rerun must not overwrite the run it repeats."""
+    from srl_trainers.checkpoint import list_available_checkpoints
+
+    base = work / "checkpoints" / name
+    path, n = base, 2
+    while list_available_checkpoints(path):
+        path, n = base.with_name(f"{name}-{n}"), n + 1
+    return str(path)
+
+
 def budget(args: argparse.Namespace, fields: dict[str, Any]) -> float | None:
     """Apply ``--set`` and ``--train-episodes`` (sets ``max_episodes``) to ``fields`` and return
     the wall-clock budget in minutes for :func:`train_for` (None when the episode budget

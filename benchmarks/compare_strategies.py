@@ -42,6 +42,7 @@ from typing import Any
 
 from benchmarks.common import (
     budget,
+    checkpoint_dir,
     ci,
     make_parser,
     model_fields,
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=seed,
                 run_name=name,
                 log_dir=str(work / "runs"),
-                checkpoint_dir=str(work / "checkpoints" / name),
+                checkpoint_dir=checkpoint_dir(work, name),
             )
             trainer = MultiModelTrainer(config)
             results = train_for(trainer, minutes)

@@ -37,6 +37,7 @@ import sys
 
 from benchmarks.common import (
     budget,
+    checkpoint_dir,
     ci,
     make_parser,
     model_fields,
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             run_name=f"{NAME}_{tag}_s{args.seed}",
             log_dir=str(work / "runs"),
-            checkpoint_dir=str(work / "checkpoints" / f"{NAME}_{tag}_s{args.seed}"),
+            checkpoint_dir=checkpoint_dir(work, f"{NAME}_{tag}_s{args.seed}"),
         )
         configs[tag] = config.to_dict()
         for t in TEMPERATURES:

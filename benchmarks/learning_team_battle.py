@@ -25,6 +25,7 @@ import sys
 
 from benchmarks.common import (
     budget,
+    checkpoint_dir,
     ci,
     make_parser,
     model_fields,
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         run_name=f"{NAME}_s{args.seed}",
         log_dir=str(work / "runs"),
-        checkpoint_dir=str(work / "checkpoints" / f"{NAME}_s{args.seed}"),
+        checkpoint_dir=checkpoint_dir(work, f"{NAME}_s{args.seed}"),
     )
     reports = {}
     evals = evaluations(args.opponent)

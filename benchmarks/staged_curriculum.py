@@ -29,6 +29,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     budget,
+    checkpoint_dir,
     ci,
     make_parser,
     model_fields,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         run_name=f"{NAME}_s{args.seed}",
         log_dir=str(work / "runs"),
-        checkpoint_dir=str(work / "checkpoints" / f"{NAME}_s{args.seed}"),
+        checkpoint_dir=checkpoint_dir(work, f"{NAME}_s{args.seed}"),
     )
     import srl_envs
 

@@ -196,3 +196,17 @@ def test_plot_keys_average_the_lora_slots_not_the_scripted_team(name):
     for pattern in per_model:
         matched = _match(pattern, names)
         assert len(matched) == 2 and not any("bot_" in m for m in matched), (pattern, matched)
+
+
+def test_a_rerun_checkpoints_beside_the_run_it_repeats(tmp_path):
+    from benchmarks.common import checkpoint_dir
+    from srl_trainers.checkpoint import CheckpointManager
+
+    first = checkpoint_dir(tmp_path, "bench_s0")
+    assert first == str(tmp_path / "checkpoints" / "bench_s0")
+    assert checkpoint_dir(tmp_path, "bench_s0") == first  # nothing saved there yet
+    CheckpointManager(first).save("checkpoint_000001", lambda d: None, {"episode": 1})
+    second = checkpoint_dir(tmp_path, "bench_s0")
+    assert second == str(tmp_path / "checkpoints" / "bench_s0-2")
+    CheckpointManager(second).save("checkpoint_000001", lambda d: None, {"episode": 1})
+    assert checkpoint_dir(tmp_path, "bench_s0") == str(tmp_path / "checkpoints" / "bench_s0-3")
