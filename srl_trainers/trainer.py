@@ -296,7 +296,6 @@ class MultiModelTrainer:
                     for i in range(self.num_copies)
                 ]
         self._buffers: dict[str, list[Turn]] = {s: [] for s in self.slots}
-        self._since_step: dict[str, int] = dict.fromkeys(self.slots, 0)
         # each adapter's entropy bonus coefficient (adapted when cfg.entropy_target is set)
         self._entropy_coef: dict[str, float] = dict.fromkeys(self.slots, cfg.entropy_coef)
         self._history = {p: deque(maxlen=cfg.reward_window) for p in self.policies}
