@@ -150,6 +150,9 @@ def test_messages_are_kept_for_one_round():
         ("MESSAGE: hi HARVEST: 6", 6, "hi HARVEST: 6"),
         ("harvest 10 units, no, 3", 10, ""),  # the first harvest phrase wins
         ("HARVEST: 2\nMESSAGE: caf\u00e9 \u2603", 2, "caf? ?"),
+        ("HARVEST: 12.", 12, ""),  # a point with no digit after it ends the number
+        ("HARVEST: 7, that is all", 7, ""),
+        ("2nd try: 5", 5, ""),  # a token that is no number is not one of the numbers
     ],
 )
 def test_parser_lenient_forms(text, amount, message):
@@ -170,6 +173,15 @@ def test_parser_lenient_forms(text, amount, message):
         ("HARVEST: -3", "0 or more"),
         ("harvest -99999999999999999999", "0 or more"),
         ("HARVEST: \u0663", "no harvest number"),  # non-ASCII digits are not numbers
+        # Tokens that only start like a number are not read as the number they start with.
+        ("HARVEST: 1e2", "'1e2' is not a plain number"),
+        ("HARVEST: 1,000", "'1,000' is not a plain number"),
+        ("HARVEST: 0x10", "'0x10' is not a plain number"),
+        ("HARVEST: 12abc", "'12abc' is not a plain number"),
+        ("HARVEST: 2.5e1", "'2.5e1' is not a plain number"),
+        ("HARVEST: 5,6", "'5,6' is not a plain number"),
+        ("I take 3x", "'3x' is not a plain number"),
+        ("0x10", "'0x10' is not a plain number"),
     ],
 )
 def test_parser_invalid(text, reason):

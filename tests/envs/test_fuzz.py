@@ -21,8 +21,20 @@ from srl_envs.staged import Stage
 
 NUM_STRINGS = 2000
 
+# Numbers written in forms that no game reads as a number (the number rule of
+# srl_envs.parsing): never read as the number they start with, so invalid in every game.
+MISREAD_NUMBERS = [
+    "HARVEST: 1e2",
+    "HARVEST: 1,000",
+    "HARVEST: 0x10",
+    "HARVEST: 12abc",
+    "HARVEST: 2.5e1",
+    "ALLOCATE: 1e2",
+]
+
 # Inputs that contain no action in any game: each must be flagged invalid.
 NO_ACTION: list[Any] = [
+    *MISREAD_NUMBERS,
     None,
     "",
     " ",

@@ -182,6 +182,9 @@ def test_parser_lenient_forms(text, troops):
         ("field 1: 3, field 1: 4", "twice"),
         ("field 2: -1", "negative"),
         ("ALLOCATE: lots on the left", "no numbers found after ALLOCATE"),
+        ("ALLOCATE: 3,3,2e1,1,1", "'2e1' is not a plain number"),  # the commons' rule
+        ("ALLOCATE: 0x3 3 2 1 1", "'0x3' is not a plain number"),
+        ("field 1: 3x, field 2: 7", "'3x' is not a plain number"),
     ],
 )
 def test_parser_invalid_forms(text, reason):
