@@ -26,8 +26,9 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from srl_envs.checks import check_choice, check_float_range, check_keywords, check_unit_interval
 from srl_envs.parsing import ParseResult, truncate_for_parsing
-from srl_envs.rewards import check_unit_interval, mix_rewards
+from srl_envs.rewards import mix_rewards
 
 __all__ = ["MAX_ACTION_CHARS", "MAX_OBS_CHARS", "TEXT_CHARSET", "SRLParallelEnv"]
 
@@ -36,38 +37,6 @@ TEXT_CHARSET = frozenset(string.printable)
 MAX_OBS_CHARS = 16384
 MAX_ACTION_CHARS = 8192
 ACTION_MODES = ("text", "structured")
-
-
-def check_choice(name: str, value: Any, allowed: tuple) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def check_int_range(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """Validate an integer argument; the error names the argument and its allowed range."""
-    allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_float_range(
-    name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
-) -> float:
-    """Validate a real argument; the error names the argument and its allowed range."""
-    allowed = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
-    if isinstance(value, bool) or not np.isfinite(v):
-        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
-    if v < low or (low_open and v == low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
-    return v
 
 
 _OUTSIDE_CHARSET = re.compile(r"[^\t\n\r\x0b\x0c\x20-\x7e]")
@@ -91,6 +60,13 @@ class SRLParallelEnv(ParallelEnv):
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "is_parallelizable": True}
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # An unknown keyword is a ValueError naming it and the arguments there are, like every
+        # other bad argument (Python's own TypeError would say neither what is allowed).
+        check_keywords(cls.__name__, cls, kwargs)
+        return super().__new__(cls)
+
     #: The keyword a text answer starts with (``"ALLOCATE:"``), or None. Trainers may prefill
     #: it after the assistant turn marker (``MultiModelConfig.response_prefix="auto"``): small
     #: models answer in format far more often when the keyword is already written.

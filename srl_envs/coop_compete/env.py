@@ -95,7 +95,8 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from srl_envs.base import SRLParallelEnv, check_int_range
+from srl_envs.base import SRLParallelEnv
+from srl_envs.checks import check_bool, check_int_range
 from srl_envs.coop_compete import core
 from srl_envs.coop_compete.core import Params, State
 from srl_envs.coop_compete.parse import HarvestAction, parse_action
@@ -135,8 +136,6 @@ class CoopCompeteEnv(SRLParallelEnv):
         safe_hint: bool = True,
     ) -> None:
         check_int_range("num_models", num_models, core.MIN_AGENTS, core.MAX_AGENTS)
-        if not isinstance(safe_hint, (bool, np.bool_)):
-            raise ValueError(f"safe_hint must be True or False, got {safe_hint!r}")
         self.params = Params(
             num_agents=num_models,
             episode_length=episode_length,
@@ -146,7 +145,7 @@ class CoopCompeteEnv(SRLParallelEnv):
             collapse_threshold=collapse_threshold,
             message_max_chars=message_max_chars,
         )
-        self.safe_hint = bool(safe_hint)
+        self.safe_hint = check_bool("safe_hint", safe_hint)
         self._renderer = Renderer(self.params, safe_hint=self.safe_hint)
         self._index = {agent_name(i): i for i in range(self.params.num_agents)}
         self._state: State = core.initial_state(self.params)

@@ -100,7 +100,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from srl_envs.base import check_choice, check_int_range
+from srl_envs.checks import check_choice, check_int_range, check_keywords
 from srl_envs.coop_compete import core as coop_core
 from srl_envs.registry import spec
 from srl_envs.staged.curriculum import Curriculum, Stage
@@ -181,6 +181,8 @@ class StagedEnv(ParallelEnv):
         action_mode: str = "text",
         **base_kwargs: Any,
     ) -> None:
+        if not isinstance(base, str):
+            raise ValueError(f"base must be a registered game's id or name, got {base!r}")
         base_spec = spec(base)
         if base_spec.name == "staged":
             raise ValueError(f"base must be a game, not the staged env itself, got {base!r}")
@@ -193,9 +195,14 @@ class StagedEnv(ParallelEnv):
                     f"{sorted(DEFAULT_STAGES)}"
                 )
             stages = DEFAULT_STAGES[name]
-        stages = tuple(stages)
-        if not stages or not all(isinstance(s, Stage) for s in stages):
+        if (
+            isinstance(stages, str)
+            or not isinstance(stages, Sequence)
+            or not stages
+            or not all(isinstance(s, Stage) for s in stages)
+        ):
             raise ValueError(f"stages must be a non-empty sequence of Stage, got {stages!r}")
+        stages = tuple(stages)
         self.stages = stages
         self.action_mode = check_choice("action_mode", action_mode, ("text", "structured"))
         self.curriculum = Curriculum(
@@ -206,6 +213,7 @@ class StagedEnv(ParallelEnv):
             gate_threshold=gate_threshold,
             gate_window=gate_window,
         )
+        check_keywords(f"StagedEnv's base game {base_spec.id}", base_spec.entry_point, base_kwargs)
         agent_kwargs = _agent_kwargs(name, num_models)
         owned = {"cooperation_level", *agent_kwargs}
         for stage in stages:

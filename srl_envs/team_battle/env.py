@@ -116,6 +116,7 @@ import numpy as np
 from gymnasium import spaces
 
 from srl_envs.base import SRLParallelEnv
+from srl_envs.checks import check_choice
 from srl_envs.parsing import ParseResult
 from srl_envs.team_battle import core, render
 from srl_envs.team_battle.core import TEAM_NAMES, Params, equal_split
@@ -158,11 +159,7 @@ class TeamBattleEnv(SRLParallelEnv):
             field_values=field_values,
             message_max_chars=message_max_chars,
         )
-        if answer_example not in render.EXAMPLES:
-            raise ValueError(
-                f"answer_example must be one of {list(render.EXAMPLES)}, got {answer_example!r}"
-            )
-        self.answer_example = answer_example
+        self.answer_example = check_choice("answer_example", answer_example, render.EXAMPLES)
         p = self.params
         self._teams = {a: core.team_of(a) for a in core.agent_ids(p.team_size)}
         self._rules = {a: render.rules_text(p, a) for a in self._teams}
