@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "ParseResult",
     "MAX_DIGITS",
+    "ParseResult",
     "blank_out",
     "number_token",
     "read_number",

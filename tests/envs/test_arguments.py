@@ -82,9 +82,9 @@ def test_bad_argument_is_a_value_error_naming_it(env_id, kwargs, name):
 
 
 def test_unknown_keywords_name_the_arguments_there_are():
-    with pytest.raises(ValueError, match="no argument 'num_modelz'.*'num_models'"):
+    with pytest.raises(ValueError, match=r"no argument 'num_modelz'.*'num_models'"):
         srl_envs.CoopCompeteEnv(num_modelz=4)  # the class itself, not only make()
-    with pytest.raises(ValueError, match="no argument 'teamsize'.*'team_size'"):
+    with pytest.raises(ValueError, match=r"no argument 'teamsize'.*'team_size'"):
         srl_envs.create_multi_model_team_battle(teamsize=2)
     with pytest.raises(ValueError, match="no argument 'regen'"):
         srl_envs.create_multi_model_staged_env(num_models=2, regen=0.5)

@@ -409,13 +409,13 @@ def test_structured_mode_bounds_and_decoding():
             obs, *_ = env.step(actions)
         assert all(space.contains(o) for o in obs.values())
     env.reset(seed=0)
-    _, _, _, _, infos = env.step(
-        {"player_0": 21, "player_1": -1, "player_2": 2.5, "player_3": np.int64(4)}
-    )
-    assert infos["player_0"]["invalid_action"] and infos["player_1"]["invalid_action"]
-    assert infos["player_2"]["invalid_action"] and not infos["player_3"]["invalid_action"]
-    assert infos["player_4"]["invalid_action"]  # missing action
-    assert infos["player_3"]["harvest"] == 4
+    valid = dict.fromkeys(env.agents, 0)
+    for bad in (21, -1, 2.5, None):  # out of range, fractional, missing: never a fallback
+        with pytest.raises(ValueError, match="player_0"):
+            env.step({**valid, "player_0": bad})
+    _, _, _, _, infos = env.step({**valid, "player_3": np.int64(4), "player_4": np.array([2.0])})
+    assert infos["player_3"]["harvest"] == 4 and infos["player_4"]["harvest"] == 2
+    assert not any(i["invalid_action"] for i in infos.values())
 
 
 # ----------------------------------------------------------------------------- bots
@@ -521,7 +521,7 @@ def test_bots_ignore_text_inside_messages():
         ({"action_mode": "tokens"}, "action_mode"),
         ({"competition_intensity": -1}, "competition_intensity"),
         ({"format_penalty": -0.1}, "format_penalty"),
-        ({"render_mode": "human"}, "render_mode"),
+        ({"render_mode": "rgb_array"}, "render_mode"),
         ({"safe_hint": "no"}, "safe_hint"),
     ],
 )
