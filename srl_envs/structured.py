@@ -71,6 +71,23 @@ def _element(array: np.ndarray, space: spaces.Space) -> int | np.ndarray | None:
     return value if space.contains(value) else None
 
 
+def _plain(action: Any, space: spaces.Space) -> bool:
+    """Whether ``action`` is an integer scalar (``Discrete``) or an integer array of the
+    space's shape (``MultiDiscrete``) inside the space."""
+    if isinstance(space, spaces.Discrete):
+        return (
+            isinstance(action, int | np.integer)
+            and not isinstance(action, bool)
+            and space.start <= action < space.start + space.n
+        )
+    return (
+        type(action) is np.ndarray
+        and action.dtype.kind in "iu"
+        and action.shape == space.shape
+        and bool((action >= space.start).all() and (action < space.start + space.nvec).all())
+    )
+
+
 def cast_action(agent: str, action: Any, space: spaces.Space) -> int | np.ndarray:
     """``action`` as an element of ``space`` (an ``int`` for ``Discrete``, an ``int64``
     array for ``MultiDiscrete``), or a ``ValueError`` (see the module docstring)."""
@@ -78,6 +95,8 @@ def cast_action(agent: str, action: Any, space: spaces.Space) -> int | np.ndarra
         raise ValueError(
             f"no action for {agent!r}: step() needs one in {space} for every live agent"
         )
+    if _plain(action, space):  # what samplers and most libraries send: no cast to look for
+        return int(action) if isinstance(space, spaces.Discrete) else action.astype(np.int64)
     array = _as_array(action)
     if array is not None and _squeezed(array.shape) == _squeezed(space.shape):
         value = _element(array.reshape(space.shape), space)
@@ -92,18 +111,21 @@ def cast_action(agent: str, action: Any, space: spaces.Space) -> int | np.ndarra
     )
 
 
+_PLAIN = (bool, int, float)
+
+
 def numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:
-    """The bools, ints and floats of ``info`` (nested dicts kept, empty ones dropped)."""
+    """The bools, ints and floats of ``info`` (numpy scalars as Python numbers; nested
+    dicts kept, empty ones dropped); everything else is left out."""
     out: dict[str, Any] = {}
     for key, value in info.items():
-        if isinstance(value, bool | np.bool_):
-            out[key] = bool(value)
-        elif isinstance(value, int | np.integer):
-            out[key] = int(value)
-        elif isinstance(value, float | np.floating):
-            out[key] = float(value)
-        elif isinstance(value, Mapping):
+        kind = type(value)
+        if kind in _PLAIN:
+            out[key] = value
+        elif kind is dict:
             inner = numeric_info(value)
             if inner:
                 out[key] = inner
+        elif isinstance(value, np.generic) and value.dtype.kind in "biuf":
+            out[key] = value.item()
     return out

@@ -309,6 +309,11 @@ class StagedEnv(ParallelEnv):
                 [env.observation_space(agent) for env in self._envs],
                 f"the observation spaces of {agent!r}",
             )
+        # Per stage: whether its action spaces are shorter than the env's (cut in step()).
+        self._cut_actions = tuple(
+            any(env.action_space(a) != self._act_spaces[a] for a in self.possible_agents)
+            for env in self._envs
+        )
         #: The space of :meth:`state`: the stages' state spaces, padded like observations.
         self.state_space = _padded_box([env.state_space for env in self._envs], "the states")
         self._rng = np.random.default_rng()
@@ -399,7 +404,7 @@ class StagedEnv(ParallelEnv):
         return self._fit_observations(observations), infos
 
     def step(self, actions: dict[str, Any]):
-        if self.action_mode == "structured":
+        if self._cut_actions[self._stage]:
             actions = self._fit_actions(actions)
         observations, rewards, terminations, truncations, infos = self.env.step(actions)
         shared = sum(rewards.values()) / len(rewards)
@@ -439,8 +444,7 @@ class StagedEnv(ParallelEnv):
         fitted = {}
         for agent in self.env.agents:
             action = cast_action(agent, actions.get(agent), self._act_spaces[agent])
-            inner = self.env.action_space(agent)
-            fitted[agent] = action if inner == self._act_spaces[agent] else action[: inner.shape[0]]
+            fitted[agent] = action[: self.env.action_space(agent).shape[0]]
         return fitted
 
     def close(self) -> None:
