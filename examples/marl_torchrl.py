@@ -14,7 +14,9 @@ critic (sees the whole group's observations): MAPPO. ``Discrete`` actions (the c
 use a categorical distribution; ``MultiDiscrete`` actions (team battle, one troop count
 per field) come out of the wrapper as a ``[fields]`` vector of categoricals and use a
 product of independent categoricals. ``reset()`` of our envs returns empty infos, so the
-wrapper builds no info specs and never sees the string-valued step infos.
+wrapper builds no info specs (the structured-mode step infos are numbers only anyway).
+The critics here read the group's observations; ``env.state()`` is the game's global
+state for critics that want it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The thin adapter between a pure game core and PettingZoo's ``ParallelEnv``.
 
 A game subclasses :class:`SRLParallelEnv` and fills in a few hooks (reset and step of its
-core, the prompt renderer, the text parser, and the numeric encoding for the structured
-mode). Everything every game shares lives here: the two action modes, seeding, cached
-spaces, invalid-action handling, reward mixing and the ``infos`` layout.
+core, the prompt renderer, the text parser, and the numeric encodings of the structured
+mode and of the global state). Everything every game shares lives here: the two action
+modes, seeding, cached spaces, invalid-action handling, reward mixing, the ``infos``
+layout, ``state()`` and rendering.
 
 ``infos[agent]`` after every step holds at least:
 
@@ -13,6 +14,15 @@ spaces, invalid-action handling, reward mixing and the ``infos`` layout.
 * ``action``: the typed action the game applied (the fallback when invalid),
 * ``action_span``: for a valid text action, the character offsets ``(start, end)`` of the
   part of the text the action was read from (``ParseResult.span``); ``None`` otherwise.
+
+In structured mode the infos are numeric (:func:`srl_envs.structured.numeric_info`: the
+bools, ints and floats above and the game's, the same keys at every step), and actions
+follow :func:`srl_envs.structured.cast_action`: one that no unambiguous cast puts in the
+action space raises a ``ValueError``, so ``invalid_action`` is always ``False`` there.
+
+``env.state()`` is the whole game as a numeric vector in ``env.state_space`` (a ``Box``),
+in both modes, for centralised critics (MAPPO, MADDPG, QMIX). ``render_mode="human"``
+prints what ``"ansi"`` returns.
 """
 
 from __future__ import annotations
@@ -26,8 +36,10 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from srl_envs.checks import check_choice, check_float_range, check_keywords, check_unit_interval
 from srl_envs.parsing import ParseResult, truncate_for_parsing
-from srl_envs.rewards import check_unit_interval, mix_rewards
+from srl_envs.rewards import mix_rewards
+from srl_envs.structured import cast_action, numeric_info
 
 __all__ = ["MAX_ACTION_CHARS", "MAX_OBS_CHARS", "TEXT_CHARSET", "SRLParallelEnv"]
 
@@ -36,38 +48,7 @@ TEXT_CHARSET = frozenset(string.printable)
 MAX_OBS_CHARS = 16384
 MAX_ACTION_CHARS = 8192
 ACTION_MODES = ("text", "structured")
-
-
-def check_choice(name: str, value: Any, allowed: tuple) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def check_int_range(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """Validate an integer argument; the error names the argument and its allowed range."""
-    allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_float_range(
-    name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
-) -> float:
-    """Validate a real argument; the error names the argument and its allowed range."""
-    allowed = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
-    if isinstance(value, bool) or not np.isfinite(v):
-        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
-    if v < low or (low_open and v == low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
-    return v
+RENDER_MODES = ("human", "ansi")
 
 
 _OUTSIDE_CHARSET = re.compile(r"[^\t\n\r\x0b\x0c\x20-\x7e]")
@@ -87,10 +68,18 @@ class SRLParallelEnv(ParallelEnv):
         cooperation_level: ``c`` in [0, 1] for :func:`srl_envs.rewards.mix_rewards`.
         competition_intensity: ``k >= 0`` for the zero-sum part of the mix.
         format_penalty: subtracted from an agent's reward when its action is invalid.
-        render_mode: ``None`` or ``"ansi"``.
+        render_mode: ``None``, ``"human"`` (``render()`` prints the view) or ``"ansi"``
+            (``render()`` returns it).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"], "is_parallelizable": True}
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "is_parallelizable": True}
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # An unknown keyword is a ValueError naming it and the arguments there are, like every
+        # other bad argument (Python's own TypeError would say neither what is allowed).
+        check_keywords(cls.__name__, cls, kwargs)
+        return super().__new__(cls)
+
     #: The keyword a text answer starts with (``"ALLOCATE:"``), or None. Trainers may prefill
     #: it after the assistant turn marker (``MultiModelConfig.response_prefix="auto"``): small
     #: models answer in format far more often when the keyword is already written.
@@ -111,7 +100,7 @@ class SRLParallelEnv(ParallelEnv):
             "competition_intensity", competition_intensity, 0.0
         )
         self.format_penalty = check_float_range("format_penalty", format_penalty, 0.0)
-        self.render_mode = check_choice("render_mode", render_mode, (None, "ansi"))
+        self.render_mode = check_choice("render_mode", render_mode, (None, *RENDER_MODES))
         self.possible_agents: list[str] = list(self._make_agents())
         self.agents: list[str] = []
         self._rng = np.random.default_rng()
@@ -128,6 +117,8 @@ class SRLParallelEnv(ParallelEnv):
             else:
                 self._obs_spaces[agent] = self._structured_observation_space(agent)
                 self._act_spaces[agent] = self._structured_action_space(agent)
+        #: The space of :meth:`state` (the same in both action modes).
+        self.state_space: spaces.Box = self._state_space()
 
     # ----------------------------------------------------------------- hooks for games
     @abstractmethod
@@ -169,8 +160,17 @@ class SRLParallelEnv(ParallelEnv):
         """The numeric observation of the structured mode."""
 
     @abstractmethod
-    def _decode_action(self, agent: str, action: Any) -> ParseResult:
-        """Structured action -> typed action."""
+    def _decode_action(self, agent: str, action: Any) -> Any:
+        """A structured action, already cast into the action space (an ``int`` or an
+        ``int64`` array, :func:`srl_envs.structured.cast_action`) -> the typed action."""
+
+    @abstractmethod
+    def _state_space(self) -> spaces.Box:
+        """The space of the global state."""
+
+    @abstractmethod
+    def _encode_state(self) -> np.ndarray:
+        """The global state: everything a centralised critic may see, as one vector."""
 
     @abstractmethod
     def _render_global(self) -> str:
@@ -208,7 +208,11 @@ class SRLParallelEnv(ParallelEnv):
         typed: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         spans: dict[str, tuple[int, int] | None] = {}
-        for agent in self.agents:
+        for agent in self.agents:  # every action is read before the game moves
+            if self.action_mode == "structured":
+                cast = cast_action(agent, actions.get(agent), self._act_spaces[agent])
+                typed[agent] = self._decode_action(agent, cast)
+                continue
             result = self._interpret(agent, actions.get(agent))
             if result.valid:
                 typed[agent] = result.action
@@ -231,6 +235,8 @@ class SRLParallelEnv(ParallelEnv):
                 "action_span": spans.get(agent),
                 **extra.get(agent, {}),
             }
+            if self.action_mode == "structured":
+                infos[agent] = numeric_info(infos[agent])
         acting = list(self.agents)
         terminations = {a: bool(terminated) for a in acting}
         truncations = {a: bool(truncated and not terminated) for a in acting}
@@ -239,10 +245,18 @@ class SRLParallelEnv(ParallelEnv):
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
+    def state(self) -> np.ndarray:
+        """The global state, in :attr:`state_space` (see the module docstring)."""
+        return self._encode_state()
+
     def render(self) -> str | None:
         if self.render_mode is None:
             return None
-        return self._render_global()
+        view = self._render_global()
+        if self.render_mode == "human":
+            print(view)
+            return None
+        return view
 
     def close(self) -> None:
         pass
@@ -254,13 +268,10 @@ class SRLParallelEnv(ParallelEnv):
         return self._encode_observation(agent)
 
     def _interpret(self, agent: str, action: Any) -> ParseResult:
+        """A text-mode action -> its parse (never raises)."""
         if action is None:
             return ParseResult(None, "no action given")
         try:
-            if self.action_mode == "text":
-                return self._parse_action(agent, truncate_for_parsing(action))
-            return self._decode_action(agent, action)
-        except (
-            Exception
-        ) as exc:  # an action object that cannot even be read is invalid, never fatal
+            return self._parse_action(agent, truncate_for_parsing(action))
+        except Exception as exc:  # an action object that cannot even be read is invalid
             return ParseResult(None, f"unreadable action of type {type(action).__name__}: {exc}")

@@ -3,18 +3,30 @@
 Every game's parser returns a :class:`ParseResult`: the typed action (or ``None``) and,
 when the text is not a valid action, a short human-readable reason. Parsers never raise
 on any input string.
+
+**The number rule** (every game reads numbers this way). A number is written as digits
+with an optional sign and decimal part: ``12``, ``+3``, ``-1``, ``5.9``. A number token
+starts at a digit (or its sign) and runs on through letters and digits, and through a
+point that has a digit right after it (and such a comma, where a game asks for it:
+``number_token(commas=True)``). A token that is not a plain number is no number and makes
+the action invalid where it stands (``1e2``, ``0x10``, ``12abc``, ``2.5e1``, ``1.2.3``, and
+``1,000`` where commas join) rather than being read as the ``1``, ``0``, ``12`` or ``2`` it
+starts with. A point or comma with no digit after it ends the token: ``HARVEST: 12.`` is 12.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MAX_DIGITS",
     "ParseResult",
     "blank_out",
-    "find_integers",
+    "number_token",
+    "read_number",
     "sanitize_message",
     "truncate_for_parsing",
 ]
@@ -23,7 +35,9 @@ __all__ = [
 # over megabytes of junk would make the env the bottleneck of a rollout.
 MAX_PARSE_CHARS = 4096
 
-_INT_RE = re.compile(r"(?<![\w.])[-+]?\d{1,9}(?:\.\d+)?(?![\w])")
+MAX_DIGITS = 9  # a number with more digits before its point is read as +-inf ("huge")
+
+_PLAIN_NUMBER_RE = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -57,9 +71,22 @@ def truncate_for_parsing(text: object) -> str:
     return text[:MAX_PARSE_CHARS]
 
 
-def find_integers(text: str) -> list[float]:
-    """All standalone numbers in ``text`` in order (``"harvest 5 units"`` -> ``[5.0]``)."""
-    return [float(m.group()) for m in _INT_RE.finditer(text)]
+def number_token(commas: bool = False) -> str:
+    """The regex of one number token (the number rule in the module docstring), to embed in
+    a game's patterns. Put ``(?<![\\w.])`` before it where the token may follow text."""
+    joiner = "[.,]" if commas else "[.]"
+    return rf"[-+]?[0-9](?:[0-9A-Za-z]|{joiner}(?=[0-9]))*"
+
+
+def read_number(token: str) -> tuple[float | None, str]:
+    """A number token -> ``(value, "")``, or ``(None, reason)`` when it is not a plain
+    number. More than :data:`MAX_DIGITS` digits before the point read as ``+-inf``."""
+    if not _PLAIN_NUMBER_RE.fullmatch(token):
+        return None, f"{token[:20]!r} is not a plain number (write digits only, like 12)"
+    sign = -1.0 if token[0] == "-" else 1.0
+    if len(token.lstrip("+-").split(".", 1)[0].lstrip("0")) > MAX_DIGITS:
+        return sign * math.inf, ""
+    return float(token), ""
 
 
 def sanitize_message(text: str, max_chars: int) -> str:

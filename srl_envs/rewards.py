@@ -27,18 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["check_unit_interval", "mix_rewards"]
+from srl_envs.checks import check_float_range, check_unit_interval
 
-
-def check_unit_interval(name: str, value: float) -> float:
-    """Validate that ``value`` lies in [0, 1]; raise a ValueError naming ``name`` if not."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return v
+__all__ = ["mix_rewards"]
 
 
 def mix_rewards(
@@ -56,9 +47,7 @@ def mix_rewards(
         competition_intensity: ``k >= 0``, scales the zero-sum part.
     """
     c = check_unit_interval("cooperation_level", cooperation_level)
-    k = float(competition_intensity)
-    if k < 0:
-        raise ValueError(f"competition_intensity must be >= 0, got {competition_intensity!r}")
+    k = check_float_range("competition_intensity", competition_intensity, 0.0)
     if not scores:
         return {}
     if teams is None:

@@ -33,7 +33,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from srl_envs.base import check_float_range, check_int_range
+from srl_envs.checks import check_float_range, check_int_range
 
 __all__ = [
     "MAX_AGENTS",

@@ -23,7 +23,11 @@ How a text is read, in order:
    If none of these is found outside the message, an explicit ``HARVEST: <n>`` inside
    the message line still counts ("MESSAGE: hi HARVEST: 5" on one line). ``<n>`` is a
    number or a word from zero to twenty.
-3. **Range.** Decimals are rounded down ("5.9" -> 5). Negative numbers are invalid.
+3. **Numbers** follow the number rule of :mod:`srl_envs.parsing`, with commas joining
+   digits: a harvest written ``1e2``, ``1,000``, ``0x10``, ``12abc`` or ``2.5e1`` is
+   invalid (with the reason), never read as the number it starts with. In rule 2c such
+   tokens are not numbers ("2nd try: 5" is 5).
+4. **Range.** Decimals are rounded down ("5.9" -> 5). Negative numbers are invalid.
    Numbers above ``max_harvest`` are clamped to ``max_harvest`` and stay valid (the
    intent "take as much as I can" is clear; the rules cap it anyway).
 
@@ -37,7 +41,14 @@ import math
 import re
 from typing import NamedTuple
 
-from srl_envs.parsing import ParseResult, blank_out, sanitize_message, truncate_for_parsing
+from srl_envs.parsing import (
+    ParseResult,
+    blank_out,
+    number_token,
+    read_number,
+    sanitize_message,
+    truncate_for_parsing,
+)
 
 __all__ = ["HarvestAction", "clean_message", "parse_action"]
 
@@ -55,7 +66,8 @@ _WORDS = (
     *("eighteen", "nineteen", "twenty"),
 )
 _WORD_VALUE = {w: i for i, w in enumerate(_WORDS)}
-_NUM = r"([-+]?[0-9]+(?:\.[0-9]+)?|(?:" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\b)"
+_TOKEN = number_token(commas=True)
+_NUM = r"(" + _TOKEN + "|(?:" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\b)"
 _DECOR = r"[\s*_`'\"]*"
 _FLAGS = re.IGNORECASE | re.ASCII
 
@@ -64,9 +76,8 @@ _STRICT_RE = re.compile(r"\bharvest\b" + _DECOR + r"[:=]" + _DECOR + _NUM, _FLAG
 _LOOSE_RE = re.compile(
     r"\b(?:harvest|take|catch)(?:s|ing|ed|n)?\b[^0-9\n+-]{0,24}?(?<![\w.])" + _NUM, _FLAGS
 )
-_BARE_RE = re.compile(r"(?<![\w.])([-+]?[0-9]+(?:\.[0-9]+)?)(?![\w])", re.ASCII)
+_BARE_RE = re.compile(r"(?<![\w.])(" + _TOKEN + ")", re.ASCII)
 _QUOTES = "\"'`"
-_MAX_DIGITS = 9  # longer integers are "huge": clamped (or invalid when negative)
 _EXPECTED = "expected 'HARVEST: <number>'"
 
 
@@ -81,16 +92,12 @@ def clean_message(text: str, max_chars: int) -> str:
     return text[:max_chars].rstrip()
 
 
-def _to_number(token: str) -> float:
-    """A regex number token -> float (``inf``/``-inf`` for more than 9 digits)."""
+def _to_number(token: str) -> tuple[float | None, str]:
+    """A number token or word -> ``(value, "")`` (``+-inf`` when huge), or ``(None, reason)``."""
     word = _WORD_VALUE.get(token.lower())
     if word is not None:
-        return float(word)
-    sign = -1.0 if token[0] == "-" else 1.0
-    digits = token.lstrip("+-").split(".", 1)[0]
-    if len(digits.lstrip("0")) > _MAX_DIGITS:
-        return sign * math.inf
-    return float(token)
+        return float(word), ""
+    return read_number(token)
 
 
 def _harvest_number(text: str) -> tuple[float | None, str, tuple[int, int] | None]:
@@ -98,12 +105,18 @@ def _harvest_number(text: str) -> tuple[float | None, str, tuple[int, int] | Non
     reason."""
     m = _STRICT_RE.search(text) or _LOOSE_RE.search(text)
     if m is not None:
-        return _to_number(m.group(1)), "", m.span(1)
-    bare = list(_BARE_RE.finditer(text))
-    values = {_to_number(b.group(1)) for b in bare}
+        value, reason = _to_number(m.group(1))
+        return value, reason, m.span(1) if value is not None else None
+    bare, malformed = [], []
+    for b in _BARE_RE.finditer(text):
+        value, reason = read_number(b.group(1))
+        (bare if value is not None else malformed).append((value, reason, b.span(1)))
+    values = {v for v, _, _ in bare}
     if len(values) == 1:
-        return values.pop(), "", bare[0].span(1)
+        return values.pop(), "", bare[0][2]
     if not values:
+        if malformed:
+            return None, f"{malformed[0][1]}; {_EXPECTED}", None
         return None, f"no harvest number found: {_EXPECTED}", None
     shown = ", ".join(f"{v:g}" for v in sorted(values)[:5])
     return None, f"ambiguous: several numbers ({shown}) and no 'HARVEST:'; {_EXPECTED}", None
@@ -127,7 +140,8 @@ def parse_action(text: object, max_harvest: int, message_max_chars: int) -> Pars
     if value is None and m is not None:
         strict = _STRICT_RE.search(text, m.start(1), m.end(1))
         if strict is not None:
-            value, span = _to_number(strict.group(1)), strict.span(1)
+            value, reason = _to_number(strict.group(1))
+            span = strict.span(1)
     if value is None:
         return ParseResult(None, reason)
     if value < 0:

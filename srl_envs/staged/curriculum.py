@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl_envs.base import check_float_range, check_int_range
-from srl_envs.rewards import check_unit_interval
+from srl_envs.checks import check_float_range, check_int_range, check_unit_interval
 
 __all__ = ["ADVANCE_RULES", "Curriculum", "Stage"]
 

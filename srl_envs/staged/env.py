@@ -36,24 +36,31 @@ keyword arguments, and ``stages=``. ``env.teams`` / ``env.team_of(agent)`` are t
 
 Actions
 -------
-Those of the base game (text grammar or structured spaces, see its documentation).
+Those of the base game (text grammar or structured spaces, see its documentation). In
+structured mode the action space is one for every stage: the stages' own when they agree,
+else the longest ``MultiDiscrete`` when the stages differ only in length (team battle's
+3, 5 and 7 fields give ``MultiDiscrete([budget + 1] * 7)``); a stage uses the first
+entries and ignores the rest (the fields it does not have). Stages whose action spaces
+differ otherwise (a commons stage with another ``max_harvest``) raise a ``ValueError`` at
+construction in structured mode.
 
 Observations
 ------------
 Those of the base game at the current stage. Spaces are fixed at construction and
-constant across stages: in text mode they are the base's ``Text`` spaces; in structured
-mode every stage must give the same action spaces and observation shapes (the cached
-observation ``Box`` spans every stage's bounds). Stages that change shapes (team battle's
-default ``num_fields`` stages) raise a ``ValueError`` at construction in structured mode:
-use ``action_mode="text"`` or ``stages=`` that keep ``num_fields``.
+constant across stages, so classic MARL libraries can run the whole curriculum: in text
+mode they are the base's ``Text`` spaces; in structured mode the observation ``Box`` is
+as long as the longest stage's and spans every stage's bounds, and a shorter stage's
+observation fills its first entries, the rest being 0. ``env.state()`` /
+``env.state_space`` (the base's global state) are padded the same way.
 
 Rewards
 -------
 The base game's rewards at the stage's ``cooperation_level`` (``mix_rewards``), except in
 the warm-up, where every agent gets the mean of the inner rewards. ``infos[agent]`` holds
-the inner infos plus ``stage`` (index), ``stage_name``, ``warmup`` (bool); in the warm-up
-``reward_components`` gains ``warmup_share`` (the reward minus the inner reward), so the
-components still add up to the reward. ``reset()`` returns the base's (empty) infos, so
+the inner infos plus ``stage`` (index), ``stage_name``, ``warmup`` (bool), and
+``reward_components`` gains ``warmup_share`` (the reward minus the inner reward: 0 outside
+the warm-up), so the components still add up to the reward. In structured mode infos are
+numeric, as the base's (no ``stage_name``). ``reset()`` returns the base's (empty) infos, so
 that libraries that derive info specs from ``reset()`` (TorchRL) see no string fields;
 ``env.stage``, ``env.stage_name`` and ``env.warmup`` describe the episode in progress.
 
@@ -75,6 +82,8 @@ Arguments
 * ``gate_threshold`` (float): required for ``advance="performance"``.
 * ``gate_window`` (int >= 1): episodes the gate averages. Default 20.
 * ``action_mode`` (``"text"`` | ``"structured"``): passed to the base.
+* ``render_mode``, ``max_cycles`` (PettingZoo's name for ``episode_length``) and the
+  base's other arguments: passed to the base, see below.
 * ``**base_kwargs``: any other argument of the base game, for every stage. Arguments that
   a stage sets, the agent count and ``cooperation_level`` belong to the stages and are
   rejected here.
@@ -88,7 +97,9 @@ the next ``reset()``), and ``env.metrics()`` reports ``curriculum/...`` values.
 Version History
 ---------------
 * v0: first version (warm-up of exactly ``warmup_episodes`` episodes, count or
-  performance gate, stages as data).
+  performance gate, stages as data). Later, with valid play unchanged: structured mode
+  over stages of different field counts (padded spaces), ``state()``, numeric structured
+  infos, ``warmup_share`` in every step's ``reward_components``, and an ``agents`` setter.
 """
 
 from __future__ import annotations
@@ -100,10 +111,12 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from srl_envs.base import check_choice, check_int_range
+from srl_envs.base import RENDER_MODES
+from srl_envs.checks import check_choice, check_int_range, check_keywords
 from srl_envs.coop_compete import core as coop_core
 from srl_envs.registry import spec
 from srl_envs.staged.curriculum import Curriculum, Stage
+from srl_envs.structured import cast_action, numeric_info
 from srl_envs.team_battle import core as team_core
 
 __all__ = ["DEFAULT_STAGES", "StagedEnv", "create_multi_model_staged_env"]
@@ -143,20 +156,52 @@ def _agent_kwargs(base: str, num_models: int | None) -> dict[str, int]:
     return {}
 
 
-def _merged_box(boxes: list[spaces.Box], agent: str) -> spaces.Box:
+def _padded(x: np.ndarray, size: int) -> np.ndarray:
+    """A 1-D array filled up with zeros to ``size`` entries."""
+    return x if x.shape[0] == size else np.pad(x, (0, size - x.shape[0]))
+
+
+def _padded_box(boxes: list[spaces.Box], what: str) -> spaces.Box:
+    """One ``Box`` for every stage's: 1-D boxes of different lengths are padded with zeros
+    at the end (a stage's vector fills the first entries), and the bounds span them all."""
     first = boxes[0]
-    for box in boxes[1:]:
-        if not isinstance(box, spaces.Box) or box.shape != first.shape or box.dtype != first.dtype:
-            raise ValueError(
-                f"structured mode needs the same observation shape in every stage, but "
-                f"{agent!r} has {first} and {box}: use action_mode='text' or stages= whose "
-                "env_kwargs keep the shapes"
-            )
     if all(box == first for box in boxes[1:]):
         return first
-    low = np.minimum.reduce([box.low for box in boxes])
-    high = np.maximum.reduce([box.high for box in boxes])
-    return spaces.Box(low=low, high=high, shape=first.shape, dtype=first.dtype)
+    if not all(
+        isinstance(box, spaces.Box) and len(box.shape) == 1 and box.dtype == first.dtype
+        for box in boxes
+    ):
+        raise ValueError(
+            f"structured mode needs {what} to be 1-D boxes of one dtype in every stage, got "
+            f"{boxes}: use action_mode='text' or stages= whose env_kwargs keep the shapes"
+        )
+    size = max(box.shape[0] for box in boxes)
+    low = np.minimum.reduce([_padded(box.low, size) for box in boxes])
+    high = np.maximum.reduce([_padded(box.high, size) for box in boxes])
+    return spaces.Box(low=low, high=high, shape=(size,), dtype=first.dtype)
+
+
+def _common_action_space(action_spaces: list[spaces.Space], agent: str) -> spaces.Space:
+    """The one action space of every stage: the stages' own, or, when they are
+    ``MultiDiscrete`` spaces of different lengths that agree on their common entries (team
+    battle's field counts), the longest; a shorter stage uses its first entries."""
+    first = action_spaces[0]
+    if all(space == first for space in action_spaces[1:]):
+        return first
+    longest = max(action_spaces, key=lambda space: space.shape[0] if space.shape else 0)
+    if all(
+        isinstance(space, spaces.MultiDiscrete)
+        and len(space.shape) == 1
+        and np.array_equal(space.nvec, longest.nvec[: space.shape[0]])
+        and np.array_equal(space.start, longest.start[: space.shape[0]])
+        for space in action_spaces
+    ):
+        return longest
+    raise ValueError(
+        f"structured mode needs one action space for {agent!r} in every stage, but the "
+        f"stages give {action_spaces} (MultiDiscrete spaces may differ in length only): use "
+        "action_mode='text' or stages= whose env_kwargs keep the action spaces"
+    )
 
 
 class StagedEnv(ParallelEnv):
@@ -164,7 +209,7 @@ class StagedEnv(ParallelEnv):
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "staged_v0",
-        "render_modes": ["ansi"],
+        "render_modes": list(RENDER_MODES),
         "is_parallelizable": True,
     }
 
@@ -181,6 +226,8 @@ class StagedEnv(ParallelEnv):
         action_mode: str = "text",
         **base_kwargs: Any,
     ) -> None:
+        if not isinstance(base, str):
+            raise ValueError(f"base must be a registered game's id or name, got {base!r}")
         base_spec = spec(base)
         if base_spec.name == "staged":
             raise ValueError(f"base must be a game, not the staged env itself, got {base!r}")
@@ -193,9 +240,14 @@ class StagedEnv(ParallelEnv):
                     f"{sorted(DEFAULT_STAGES)}"
                 )
             stages = DEFAULT_STAGES[name]
-        stages = tuple(stages)
-        if not stages or not all(isinstance(s, Stage) for s in stages):
+        if (
+            isinstance(stages, str)
+            or not isinstance(stages, Sequence)
+            or not stages
+            or not all(isinstance(s, Stage) for s in stages)
+        ):
             raise ValueError(f"stages must be a non-empty sequence of Stage, got {stages!r}")
+        stages = tuple(stages)
         self.stages = stages
         self.action_mode = check_choice("action_mode", action_mode, ("text", "structured"))
         self.curriculum = Curriculum(
@@ -206,6 +258,7 @@ class StagedEnv(ParallelEnv):
             gate_threshold=gate_threshold,
             gate_window=gate_window,
         )
+        check_keywords(f"StagedEnv's base game {base_spec.id}", base_spec.entry_point, base_kwargs)
         agent_kwargs = _agent_kwargs(name, num_models)
         owned = {"cooperation_level", *agent_kwargs}
         for stage in stages:
@@ -245,21 +298,24 @@ class StagedEnv(ParallelEnv):
         self._obs_spaces: dict[str, spaces.Space] = {}
         self._act_spaces: dict[str, spaces.Space] = {}
         for agent in self.possible_agents:
-            self._act_spaces[agent] = first.action_space(agent)
             if self.action_mode == "text":
+                self._act_spaces[agent] = first.action_space(agent)
                 self._obs_spaces[agent] = first.observation_space(agent)
                 continue
-            for stage, env in zip(stages, self._envs):
-                if env.action_space(agent) != self._act_spaces[agent]:
-                    raise ValueError(
-                        f"structured mode needs the same action space in every stage, but "
-                        f"stage {stage.name!r} gives {agent!r} {env.action_space(agent)} "
-                        f"and stage 0 gives {self._act_spaces[agent]}: use "
-                        "action_mode='text' or stages= whose env_kwargs keep the shapes"
-                    )
-            self._obs_spaces[agent] = _merged_box(
-                [env.observation_space(agent) for env in self._envs], agent
+            self._act_spaces[agent] = _common_action_space(
+                [env.action_space(agent) for env in self._envs], agent
             )
+            self._obs_spaces[agent] = _padded_box(
+                [env.observation_space(agent) for env in self._envs],
+                f"the observation spaces of {agent!r}",
+            )
+        # Per stage: whether its action spaces are shorter than the env's (cut in step()).
+        self._cut_actions = tuple(
+            any(env.action_space(a) != self._act_spaces[a] for a in self.possible_agents)
+            for env in self._envs
+        )
+        #: The space of :meth:`state`: the stages' state spaces, padded like observations.
+        self.state_space = _padded_box([env.state_space for env in self._envs], "the states")
         self._rng = np.random.default_rng()
         self._stage = self.curriculum.stage
         self._episode = self.curriculum.episode
@@ -275,6 +331,11 @@ class StagedEnv(ParallelEnv):
     @property
     def agents(self) -> list[str]:
         return self.env.agents
+
+    @agents.setter
+    def agents(self, agents: list[str]) -> None:
+        # Wrappers that track live agents assign them; they belong to the stage in play.
+        self.env.agents = agents
 
     @property
     def stage(self) -> int:
@@ -339,9 +400,12 @@ class StagedEnv(ParallelEnv):
         self._warmup = self.curriculum.warmup
         self._episode_return = 0.0
         inner_seed = int(self._rng.integers(2**31 - 1))
-        return self.env.reset(seed=inner_seed, options=options)
+        observations, infos = self.env.reset(seed=inner_seed, options=options)
+        return self._fit_observations(observations), infos
 
     def step(self, actions: dict[str, Any]):
+        if self._cut_actions[self._stage]:
+            actions = self._fit_actions(actions)
         observations, rewards, terminations, truncations, infos = self.env.step(actions)
         shared = sum(rewards.values()) / len(rewards)
         stage = self.stages[self._stage]
@@ -350,19 +414,38 @@ class StagedEnv(ParallelEnv):
                 info["raw_score"] + info["reward_components"]["format_penalty"]
             ) / len(infos)
             info.update(stage=self._stage, stage_name=stage.name, warmup=self._warmup)
-            if self._warmup:
-                info["reward_components"] = {
-                    **info["reward_components"],
-                    "warmup_share": shared - rewards[agent],
-                }
+            share = shared - rewards[agent] if self._warmup else 0.0
+            info["reward_components"] = {**info["reward_components"], "warmup_share": share}
+            if self.action_mode == "structured":
+                infos[agent] = numeric_info(info)
         if self._warmup:
             rewards = dict.fromkeys(rewards, shared)
         if not self.env.agents:
             self.curriculum.on_episode_end(self._episode_return)
-        return observations, rewards, terminations, truncations, infos
+        return self._fit_observations(observations), rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """The stage's global state, padded with zeros to :attr:`state_space`."""
+        return _padded(self.env.state(), self.state_space.shape[0])
 
     def render(self) -> str | None:
         return self.env.render()
+
+    # ----------------------------------------------------------------- structured spaces
+    def _fit_observations(self, observations: dict[str, Any]) -> dict[str, Any]:
+        """Structured observations padded with zeros to the fixed observation space."""
+        if self.action_mode == "text":
+            return observations
+        return {a: _padded(o, self._obs_spaces[a].shape[0]) for a, o in observations.items()}
+
+    def _fit_actions(self, actions: dict[str, Any]) -> dict[str, Any]:
+        """Actions cast into the fixed action space, cut to the stage's own (the entries a
+        stage does not have are ignored)."""
+        fitted = {}
+        for agent in self.env.agents:
+            action = cast_action(agent, actions.get(agent), self._act_spaces[agent])
+            fitted[agent] = action[: self.env.action_space(agent).shape[0]]
+        return fitted
 
     def close(self) -> None:
         for env in self._envs:

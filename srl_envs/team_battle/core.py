@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from srl_envs.base import check_int_range
+from srl_envs.checks import check_int_range
 
 __all__ = [
     "MARGIN_WEIGHT",

@@ -36,8 +36,11 @@ Text mode (default), one free-text answer per agent, read leniently (case-insens
   ``format_penalty`` from its reward.
 
 Structured mode: ``MultiDiscrete([budget + 1] * K)``, troops per field; a sum above
-``budget`` is scaled down as in text mode; an array of the wrong shape or out of range
-is invalid and gets the same fallback. No messages.
+``budget`` is scaled down as in text mode. No messages. Actions follow
+:func:`srl_envs.structured.cast_action`: lists, whole-number float arrays, arrays of shape
+``(1, K)`` or ``(K, 1)`` and torch tensors are cast; the wrong number of fields, a
+fraction, a value out of range, a missing action or anything else raises a
+``ValueError`` naming the agent, the value and the space (never a silent fallback).
 
 Observations
 ------------
@@ -58,6 +61,10 @@ agent's side: for every round slot ``r`` (zeros for rounds not yet played) its o
 team's totals per field, then the other team's, each divided by ``team_size * budget``;
 then the field values divided by the largest value; then ``round / episode_length``;
 then the team flag (0 red, 1 blue).
+
+Global state (both modes): ``env.state()`` in ``env.state_space``,
+``Box(0, 1, (2 * episode_length * K + K + 1,), float32)``: the observation layout seen
+from red (red's totals first) without the team flag, for centralised critics.
 
 Rewards
 -------
@@ -81,7 +88,15 @@ cost ``format_penalty`` on top.
 just played), ``fields_won``, ``fields_lost``, ``fields_tied``, ``round_result`` (+1/0/-1),
 ``margin``, ``team_totals`` (``{"red": (...), "blue": (...)}``), ``allocation`` (the
 troops applied, after scaling), ``over_budget``, ``message`` and ``team_score`` (the
-team's summed raw score so far).
+team's summed raw score so far). In structured mode the infos hold the numbers only
+(:func:`srl_envs.structured.numeric_info`: no ``team``, ``message``, ``action``,
+``allocation``, ``team_totals``, ``action_span`` or ``invalid_reason``), the same keys
+every step, so replay buffers can stack them.
+
+Through ``parallel_to_aec`` (Tianshou's and other AEC pipelines) a round's rewards are
+produced on the last agent's turn, and the others read theirs at their next turn: a
+learner that credits a reward to the transition it just stored sees 0 for all agents but
+the last unless its n-step horizon covers a whole round (``2 * team_size`` turns).
 
 The episode ends by termination (a natural end) after ``episode_length`` rounds; it is
 never truncated.
@@ -99,12 +114,18 @@ Arguments
 * ``cooperation_level`` (float in [0, 1], default 1.0), ``competition_intensity``
   (float >= 0, default 0.0): reward mixing, see Rewards.
 * ``action_mode`` (``"text"`` or ``"structured"``), ``format_penalty`` (float >= 0,
-  default 0.1), ``render_mode`` (``None`` or ``"ansi"``).
+  default 0.1), ``render_mode`` (``None``, ``"human"``: ``render()`` prints the view, or
+  ``"ansi"``: ``render()`` returns it).
+* ``max_cycles`` (int, default ``None``): PettingZoo's name for ``episode_length`` (give
+  one, or both equal).
 
 Version History
 ---------------
 * v0: initial version. ``answer_example`` was added later; its default is the original
-  prompt, so v0 observations are unchanged.
+  prompt, so v0 observations are unchanged. Later, with valid play unchanged: structured
+  actions are cast or rejected with a ``ValueError`` (they were an equal-split fallback),
+  structured infos are numeric, ``state()`` / ``state_space``, ``max_cycles`` and
+  ``render_mode="human"``.
 """
 
 from __future__ import annotations
@@ -115,7 +136,8 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from srl_envs.base import SRLParallelEnv
+from srl_envs.base import RENDER_MODES, SRLParallelEnv
+from srl_envs.checks import check_choice, episode_length_arg
 from srl_envs.parsing import ParseResult
 from srl_envs.team_battle import core, render
 from srl_envs.team_battle.core import TEAM_NAMES, Params, equal_split
@@ -129,7 +151,7 @@ class TeamBattleEnv(SRLParallelEnv):
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "team_battle_v0",
-        "render_modes": ["ansi"],
+        "render_modes": list(RENDER_MODES),
         "is_parallelizable": True,
     }
     action_prefix = "ALLOCATE:"
@@ -140,7 +162,7 @@ class TeamBattleEnv(SRLParallelEnv):
         team_size: int = 4,
         num_fields: int = 5,
         budget: int = 10,
-        episode_length: int = 3,
+        episode_length: int | None = None,
         field_values: Sequence[int] | None = None,
         message_max_chars: int = 80,
         answer_example: str = "fixed",
@@ -149,20 +171,19 @@ class TeamBattleEnv(SRLParallelEnv):
         action_mode: str = "text",
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        max_cycles: int | None = None,
     ) -> None:
         self.params = Params(
             team_size=team_size,
             num_fields=num_fields,
             budget=budget,
-            episode_length=episode_length,
+            episode_length=episode_length_arg(
+                episode_length, max_cycles, 3, *core.EPISODE_LENGTH_RANGE
+            ),
             field_values=field_values,
             message_max_chars=message_max_chars,
         )
-        if answer_example not in render.EXAMPLES:
-            raise ValueError(
-                f"answer_example must be one of {list(render.EXAMPLES)}, got {answer_example!r}"
-            )
-        self.answer_example = answer_example
+        self.answer_example = check_choice("answer_example", answer_example, render.EXAMPLES)
         p = self.params
         self._teams = {a: core.team_of(a) for a in core.agent_ids(p.team_size)}
         self._rules = {a: render.rules_text(p, a) for a in self._teams}
@@ -270,11 +291,15 @@ class TeamBattleEnv(SRLParallelEnv):
         return spaces.MultiDiscrete([p.budget + 1] * p.num_fields)
 
     def _encode_observation(self, agent: str) -> np.ndarray:
+        team = self._teams[agent]
+        return np.append(self._encode(team), np.float32(TEAM_NAMES.index(team)))
+
+    def _encode(self, team: str) -> np.ndarray:
+        """The game seen from ``team``: its totals first in every round (no team flag)."""
         p, state = self.params, self._state
         k, length = p.num_fields, p.episode_length
-        team = self._teams[agent]
         other = TEAM_NAMES[1 - TEAM_NAMES.index(team)]
-        obs = np.zeros(2 * length * k + k + 2, dtype=np.float32)
+        obs = np.zeros(2 * length * k + k + 1, dtype=np.float32)
         history = np.zeros((length, 2, k), dtype=np.float32)
         for r, totals in enumerate(state.history):
             history[r, 0] = totals[team]
@@ -282,24 +307,19 @@ class TeamBattleEnv(SRLParallelEnv):
         obs[: 2 * length * k] = history.ravel() / (p.team_size * p.budget)
         values = np.asarray(p.values, dtype=np.float32)
         obs[2 * length * k : 2 * length * k + k] = values / values.max()
-        obs[-2] = state.round / length
-        obs[-1] = float(TEAM_NAMES.index(team))
+        obs[-1] = state.round / length
         return obs
 
-    def _decode_action(self, agent: str, action: Any) -> ParseResult:
+    def _decode_action(self, agent: str, action: np.ndarray) -> TeamAction:
+        return TeamAction(tuple(int(x) for x in action), "")
+
+    def _state_space(self) -> spaces.Box:
         p = self.params
-        arr = np.asarray(action)
-        if arr.shape != (p.num_fields,):
-            return ParseResult(None, f"expected {p.num_fields} troop counts, got shape {arr.shape}")
-        if arr.dtype == bool or not (
-            np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-        ):
-            return ParseResult(None, f"troop counts must be integers, got dtype {arr.dtype}")
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            return ParseResult(None, f"troop counts must be whole numbers, got {arr.tolist()}")
-        if np.any(arr < 0) or np.any(arr > p.budget):
-            return ParseResult(None, f"troop counts must be in [0, {p.budget}], got {arr.tolist()}")
-        return ParseResult(TeamAction(tuple(int(x) for x in arr), ""))
+        size = 2 * p.episode_length * p.num_fields + p.num_fields + 1
+        return spaces.Box(low=0.0, high=1.0, shape=(size,), dtype=np.float32)
+
+    def _encode_state(self) -> np.ndarray:
+        return self._encode(TEAM_NAMES[0])
 
     def _render_global(self) -> str:
         return render.render_global(self.params, self._state)

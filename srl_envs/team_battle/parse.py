@@ -22,8 +22,10 @@ How the text is read:
    the first list of exactly ``K`` numbers is the allocation. No such list is invalid
    ("expected K numbers, got n"): a short list is NOT padded with zeros, because which
    fields the missing numbers belong to is a guess.
-4. Every number must be a whole, non-negative number (``3.0`` is read as 3, ``2.5`` and
-   ``-1`` are invalid) with at most 9 digits.
+4. Numbers follow the number rule of :mod:`srl_envs.parsing` (commas separate numbers
+   here): a token such as ``2e1``, ``0x3`` or ``3abc`` in the allocation is invalid, with
+   the reason. Every number must be a whole, non-negative number (``3.0`` is read as 3,
+   ``2.5`` and ``-1`` are invalid) with at most 9 digits.
 
 A sum above the budget is valid here: the rules scale it down (see
 :func:`srl_envs.team_battle.core.scale_to_budget`).
@@ -31,24 +33,24 @@ A sum above the budget is valid here: the rules scale it down (see
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
 from srl_envs.base import to_charset
-from srl_envs.parsing import ParseResult, blank_out, sanitize_message
+from srl_envs.parsing import ParseResult, blank_out, number_token, read_number, sanitize_message
 from srl_envs.team_battle.core import Params
 
 __all__ = ["TeamAction", "parse_action"]
 
-_MAX_DIGITS = 9
-_NUM = r"[-+]?[0-9]+(?:\.[0-9]+)?"
+_NUM = number_token()
 _SEP = r"(?:[ \t]*[,;/|][ \t]*|[ \t]+-[ \t]+|[ \t]+)"  # "-" only with spaces: "3 - 3"
 _NUM_RE = re.compile(_NUM)
-_RUN_RE = re.compile(rf"(?<![\w.]){_NUM}(?:{_SEP}{_NUM})*(?!\w)")
+_RUN_RE = re.compile(rf"(?<![\w.]){_NUM}(?:{_SEP}{_NUM})*")
 _MESSAGE_RE = re.compile(r"MESSAGE[ \t]*:[ \t]*([^\n]*)", re.IGNORECASE)
 _ALLOCATE_RE = re.compile(r"ALLOCAT[A-Z]*[ \t]*[:=]?", re.IGNORECASE)
 _FIELD_RE = re.compile(
-    rf"(?<![\w])(?:battle)?field[ \t]*#?[ \t]*([0-9]{{1,3}})[ \t]*[:=][ \t]*({_NUM})(?!\w)",
+    rf"(?<![\w])(?:battle)?field[ \t]*#?[ \t]*([0-9]{{1,3}})[ \t]*[:=][ \t]*({_NUM})",
     re.IGNORECASE,
 )
 
@@ -64,14 +66,16 @@ def _to_troops(tokens: list[str]) -> tuple[tuple[int, ...] | None, str]:
     """Number tokens -> troop counts, or ``None`` and the reason."""
     troops = []
     for tok in tokens:
-        whole, _, frac = tok.lstrip("+").partition(".")
-        if whole.startswith("-"):
+        value, reason = read_number(tok)
+        if value is None:
+            return None, reason
+        if tok.startswith("-"):
             return None, f"negative troops ({tok}) are not allowed"
-        if frac.strip("0"):
+        if tok.partition(".")[2].strip("0"):
             return None, f"troops must be whole numbers, got {tok}"
-        if len(whole.lstrip("0")) > _MAX_DIGITS:
+        if math.isinf(value):
             return None, f"number too large: {tok[:20]}"
-        troops.append(int(whole))
+        troops.append(int(value))
     return tuple(troops), ""
 
 

@@ -16,7 +16,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 import srl_envs
 from srl_envs.staged import Stage
 
-# Shape-preserving stages, so that staged team battle also runs in structured mode.
+# Stages that keep the field count (the default stages change it: 3, 5, 7 fields).
 TEAM_BUDGET_STAGES = (
     Stage("small_budget", {"budget": 5}, cooperation_level=1.0),
     Stage("big_budget", {"budget": 5, "field_values": (1, 2, 3, 1, 2)}, cooperation_level=0.0),
@@ -53,6 +53,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "warmup_episodes": 1,
             "stages": TEAM_BUDGET_STAGES,
         },
+        {"base": "team_battle", "num_models": 2, "warmup_episodes": 1, "episodes_per_stage": 1},
         {
             "base": "srl/coop_compete-v0",
             "num_models": 2,

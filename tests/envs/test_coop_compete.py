@@ -150,6 +150,9 @@ def test_messages_are_kept_for_one_round():
         ("MESSAGE: hi HARVEST: 6", 6, "hi HARVEST: 6"),
         ("harvest 10 units, no, 3", 10, ""),  # the first harvest phrase wins
         ("HARVEST: 2\nMESSAGE: caf\u00e9 \u2603", 2, "caf? ?"),
+        ("HARVEST: 12.", 12, ""),  # a point with no digit after it ends the number
+        ("HARVEST: 7, that is all", 7, ""),
+        ("2nd try: 5", 5, ""),  # a token that is no number is not one of the numbers
     ],
 )
 def test_parser_lenient_forms(text, amount, message):
@@ -170,6 +173,15 @@ def test_parser_lenient_forms(text, amount, message):
         ("HARVEST: -3", "0 or more"),
         ("harvest -99999999999999999999", "0 or more"),
         ("HARVEST: \u0663", "no harvest number"),  # non-ASCII digits are not numbers
+        # Tokens that only start like a number are not read as the number they start with.
+        ("HARVEST: 1e2", "'1e2' is not a plain number"),
+        ("HARVEST: 1,000", "'1,000' is not a plain number"),
+        ("HARVEST: 0x10", "'0x10' is not a plain number"),
+        ("HARVEST: 12abc", "'12abc' is not a plain number"),
+        ("HARVEST: 2.5e1", "'2.5e1' is not a plain number"),
+        ("HARVEST: 5,6", "'5,6' is not a plain number"),
+        ("I take 3x", "'3x' is not a plain number"),
+        ("0x10", "'0x10' is not a plain number"),
     ],
 )
 def test_parser_invalid(text, reason):
@@ -397,13 +409,13 @@ def test_structured_mode_bounds_and_decoding():
             obs, *_ = env.step(actions)
         assert all(space.contains(o) for o in obs.values())
     env.reset(seed=0)
-    _, _, _, _, infos = env.step(
-        {"player_0": 21, "player_1": -1, "player_2": 2.5, "player_3": np.int64(4)}
-    )
-    assert infos["player_0"]["invalid_action"] and infos["player_1"]["invalid_action"]
-    assert infos["player_2"]["invalid_action"] and not infos["player_3"]["invalid_action"]
-    assert infos["player_4"]["invalid_action"]  # missing action
-    assert infos["player_3"]["harvest"] == 4
+    valid = dict.fromkeys(env.agents, 0)
+    for bad in (21, -1, 2.5, None):  # out of range, fractional, missing: never a fallback
+        with pytest.raises(ValueError, match="player_0"):
+            env.step({**valid, "player_0": bad})
+    _, _, _, _, infos = env.step({**valid, "player_3": np.int64(4), "player_4": np.array([2.0])})
+    assert infos["player_3"]["harvest"] == 4 and infos["player_4"]["harvest"] == 2
+    assert not any(i["invalid_action"] for i in infos.values())
 
 
 # ----------------------------------------------------------------------------- bots
@@ -509,7 +521,7 @@ def test_bots_ignore_text_inside_messages():
         ({"action_mode": "tokens"}, "action_mode"),
         ({"competition_intensity": -1}, "competition_intensity"),
         ({"format_penalty": -0.1}, "format_penalty"),
-        ({"render_mode": "human"}, "render_mode"),
+        ({"render_mode": "rgb_array"}, "render_mode"),
         ({"safe_hint": "no"}, "safe_hint"),
     ],
 )

@@ -9,7 +9,7 @@ import pytest
 
 import srl_envs
 from srl_envs import mix_rewards
-from srl_envs.staged import Stage
+from srl_envs.staged import Stage, StagedEnv
 
 COOPERATION = (0.0, 0.25, 0.6, 1.0)
 INTENSITY = (0.0, 0.7)
@@ -96,27 +96,31 @@ def mixed_env_cases() -> list[tuple[str, dict[str, Any]]]:
 
 
 def make_mixed(env_id: str, kw: dict[str, Any], c: float, k: float):
-    """The env at cooperation level ``c`` and competition intensity ``k``, structured mode."""
+    """The env at cooperation level ``c`` and competition intensity ``k`` (text mode: only
+    there can an action be invalid and cost the format penalty)."""
     if srl_envs.spec(env_id).name == "staged":
         stages = (Stage("only", {}, cooperation_level=c),)
         kw = {**kw, "warmup_episodes": 0, "stages": stages}
     else:
         kw = {**kw, "cooperation_level": c}
-    return srl_envs.make(env_id, action_mode="structured", competition_intensity=k, **kw)
+    return srl_envs.make(env_id, competition_intensity=k, **kw)
 
 
-def play(env, seed: int = 0) -> list[tuple[dict, dict]]:
-    """One episode with seeded random actions (every 5th one missing, hence invalid)."""
-    _, _ = env.reset(seed=seed)
-    for i, agent in enumerate(env.possible_agents):
-        env.action_space(agent).seed(seed + i)
+def play(env_id: str, env, seed: int = 0) -> list[tuple[dict, dict]]:
+    """One episode with seeded random bots (every 5th action missing, hence invalid)."""
+    observations, _ = env.reset(seed=seed)
+    bot_env = env.base_id if isinstance(env, StagedEnv) else env_id
+    bots = {
+        a: srl_envs.make_bot(bot_env, "random", seed=seed + i)
+        for i, a in enumerate(env.possible_agents)
+    }
     steps, t = [], 0
     while env.agents:
         actions = {}
         for j, agent in enumerate(env.agents):
             if (t + j) % 5:
-                actions[agent] = env.action_space(agent).sample()
-        _, rewards, _, _, infos = env.step(actions)
+                actions[agent] = bots[agent].act(observations[agent])
+        observations, rewards, _, _, infos = env.step(actions)
         steps.append((rewards, infos))
         t += 1
     return steps
@@ -126,7 +130,7 @@ def play(env, seed: int = 0) -> list[tuple[dict, dict]]:
 def test_env_rewards_follow_the_mix(case):
     env_id, kw = case
     for k in INTENSITY:
-        runs = {c: play(make_mixed(env_id, kw, c, k)) for c in COOPERATION}
+        runs = {c: play(env_id, make_mixed(env_id, kw, c, k)) for c in COOPERATION}
         env = make_mixed(env_id, kw, 0.0, k)
         teams = env.teams
         for c, steps in runs.items():
@@ -163,7 +167,7 @@ def _raw(infos: dict) -> dict[str, float]:
 def test_env_rewards_interpolate_linearly_in_c(case):
     env_id, kw = case
     for k in INTENSITY:
-        runs = {c: play(make_mixed(env_id, kw, c, k)) for c in COOPERATION}
+        runs = {c: play(env_id, make_mixed(env_id, kw, c, k)) for c in COOPERATION}
         for c, steps in runs.items():
             for t, (rewards, infos) in enumerate(steps):
                 zero_r, zero_i = runs[0.0][t]

@@ -264,8 +264,8 @@ def test_render_delegates_to_the_current_stage():
         ({"capacity": 1}, "capacity"),  # the base's own validation
         ({"stages": [Stage("bad", {"regen_rate": -1.0})]}, "regen_rate"),
         ({"stages": [Stage("a", {}), Stage("b", {"num_models": 3})]}, "num_models"),
-        (
-            {"base": "team_battle", "num_models": 4, "action_mode": "structured"},
+        (  # Discrete(26) and Discrete(13): no one space for both
+            {"stages": [Stage("a", {}), Stage("b", {"capacity": 50})], "action_mode": "structured"},
             "action_mode='text'",
         ),
     ],
@@ -275,7 +275,7 @@ def test_bad_constructor_arguments(kwargs, match):
         srl_envs.make("srl/staged-v0", **kwargs)
 
 
-def test_structured_team_battle_needs_shape_keeping_stages():
+def test_structured_stages_share_padded_spaces_or_are_rejected():
     keep = (
         Stage("lean", {"budget": 4}, 1.0),
         Stage("valued", {"budget": 4, "field_values": (1, 2, 3, 2, 1)}, 0.5),
@@ -283,6 +283,9 @@ def test_structured_team_battle_needs_shape_keeping_stages():
     env = StagedEnv(base="team_battle", num_models=2, stages=keep, action_mode="structured")
     assert env.action_space("red_0").shape == (5,)
     longer = (Stage("short", {}), Stage("long", {"episode_length": 5}))
-    with pytest.raises(ValueError, match="observation shape"):
-        StagedEnv(base="team_battle", num_models=2, stages=longer, action_mode="structured")
-    StagedEnv(base="team_battle", num_models=2, stages=longer)  # text mode: fine
+    env = StagedEnv(base="team_battle", num_models=2, stages=longer, action_mode="structured")
+    assert env.observation_space("red_0").shape == env._envs[1].observation_space("red_0").shape
+    budgets = (Stage("small", {"budget": 5}), Stage("big", {}))  # MultiDiscrete([6]*5), [11]*5
+    with pytest.raises(ValueError, match="one action space"):
+        StagedEnv(base="team_battle", num_models=2, stages=budgets, action_mode="structured")
+    StagedEnv(base="team_battle", num_models=2, stages=budgets)  # text mode: fine
