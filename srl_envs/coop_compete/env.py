@@ -116,7 +116,11 @@ Version History
 * v0: initial version. ``safe_hint`` was added later; its default is the original
   prompt. Later, with valid play unchanged: structured actions are cast or rejected with
   a ``ValueError`` (they were a fallback harvest of 0), structured infos are numeric,
-  ``state()`` / ``state_space``, ``max_cycles`` and ``render_mode="human"``.
+  ``state()`` / ``state_space``, ``max_cycles`` and ``render_mode="human"``. The text
+  parser no longer reads a number that runs on into letters, digits or a comma (``1e2``,
+  ``12abc``, ``0x10``, ``1,000``, ``2.5e1``) as its leading digits: such an answer is
+  invalid, as in team battle (it was a harvest of 1, 12, 0, 1, 2). Only answers of that
+  form score differently.
 """
 
 from __future__ import annotations
