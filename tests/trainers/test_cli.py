@@ -185,6 +185,20 @@ def test_the_command_prints_one_line_and_no_traceback(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("modules", ["[nope]", "[q_proj, nope]"])
+def test_lora_target_modules_the_model_lacks_are_one_line(
+    tiny_model_path, tmp_path, capsys, modules
+):
+    with pytest.raises(SystemExit) as exc:
+        main(tiny_args(tiny_model_path, tmp_path, "--lora-target-modules", modules))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err  # after transformers' weight-loading progress bar
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("python -m srl_trainers.run: error: target_modules=")
+    assert "lora_target_modules" in last and "'nope'" in last and "q_proj" in last
+
+
 def test_yaml_config_merges_with_overrides(tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(
