@@ -93,6 +93,10 @@ RULES = frozenset(
 )
 
 
+# A directory path: any path the OS could take (relative, absolute, with '..').
+PATH_PATTERN = (r"[^\x00]+", "a non-empty path with no NUL character")
+
+
 def _help(
     text: str,
     *,
@@ -206,7 +210,7 @@ class MultiModelConfig:
     )
     # --------------------------------------------------------------- operations (Core SRL)
     checkpoint_dir: str = _help(
-        "Where checkpoints go.", default="./checkpoints/multimodel", min_len=1
+        "Where checkpoints go.", default="./checkpoints/multimodel", pattern=PATH_PATTERN
     )
     save_interval: int = _help("Training episodes between checkpoints.", default=10, ge=1)
     max_checkpoints: int = _help(
@@ -217,7 +221,9 @@ class MultiModelConfig:
         default=True,
     )
     log_metrics_interval: int = _help("Training episodes between metric logs.", default=1, ge=1)
-    log_dir: str = _help("Where TensorBoard and JSONL logs go.", default="./runs", min_len=1)
+    log_dir: str = _help(
+        "Where TensorBoard and JSONL logs go.", default="./runs", pattern=PATH_PATTERN
+    )
     run_name: str | None = _help(
         "Run name, the directory of the run's logs under log_dir (default: "
         "'<env>_<algorithm>_<strategy>_s<seed>_<time>').",

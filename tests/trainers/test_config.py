@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
-from srl_trainers.config import ConfigError, MultiModelConfig, TrainingMode
+from srl_trainers.config import PATH_PATTERN, ConfigError, MultiModelConfig, TrainingMode
 
 HINTS = typing.get_type_hints(MultiModelConfig)
 FIELDS = dataclasses.fields(MultiModelConfig)
@@ -88,7 +88,9 @@ def out_of_range(tp: Any, rules: typing.Mapping[str, Any]) -> list[Any]:
     if "min_len" in rules:
         values.append("" if str in (tp, *typing.get_args(tp)) else [])
     if "pattern" in rules:
-        values += ["../x", "a/b c", ""]
+        values += (
+            ["\x00", "a\x00b", ""] if rules["pattern"] == PATH_PATTERN else ["../x", "a/b c", ""]
+        )
     if "choices" in rules:
         values += [v for v in (True, False) if v not in rules["choices"]]
     return values
@@ -158,7 +160,8 @@ def test_values_are_normalised_to_the_field_types():
         ({"run_name": "../x"}, r"run_name='\.\./x' .*no path separators"),
         ({"run_name": ".."}, r"run_name='\.\.'"),
         ({"run_name": 5}, r"run_name=5"),
-        ({"checkpoint_dir": 123}, r"checkpoint_dir=123 .*a non-empty string"),
+        ({"checkpoint_dir": 123}, r"checkpoint_dir=123 .*a non-empty path"),
+        ({"log_dir": "runs\x00"}, r"log_dir='runs\\x00' .*no NUL character"),
         ({"log_dir": ["a"]}, r"log_dir=\['a'\]"),
         ({"system_prompt": 5}, r"system_prompt=5 .*None or a string"),
         ({"model_names": {"custom": 5}}, r"model_names=\{'custom': 5\}"),
