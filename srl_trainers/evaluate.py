@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from srl_trainers.cli import ArgumentParser
 from srl_trainers.config import ConfigError, MultiModelConfig
 
 if TYPE_CHECKING:
@@ -579,8 +580,6 @@ def format_report(report: EvaluationReport) -> str:
 
 # ---------------------------------------------------------------------- CLI
 def make_parser() -> argparse.ArgumentParser:
-    from srl_trainers.cli import ArgumentParser
-
     parser = ArgumentParser(
         prog="python -m srl_trainers.evaluate",
         description="Evaluate trained LoRA policies (a checkpoint) or an untrained population "
