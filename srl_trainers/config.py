@@ -36,6 +36,7 @@ from typing import Any, Literal
 __all__ = [
     "API_MODEL_TYPES",
     "DEFAULT_MODEL_NAMES",
+    "FIELD_TYPES",
     "ConfigError",
     "MultiModelConfig",
     "TrainingMode",
@@ -485,9 +486,9 @@ class MultiModelConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             try:
-                setattr(self, f.name, _conform(value, _FIELD_TYPES[f.name], f.metadata))
+                setattr(self, f.name, _conform(value, FIELD_TYPES[f.name], f.metadata))
             except _Mismatch:
-                allowed = _describe(_FIELD_TYPES[f.name], f.metadata)
+                allowed = _describe(FIELD_TYPES[f.name], f.metadata)
                 if "example" in f.metadata:
                     allowed += f", e.g. {f.metadata['example']!r}"
                 _fail(f.name, value, allowed)
@@ -710,7 +711,8 @@ def load_yaml(text: str) -> Any:
 
 
 # ---------------------------------------------------------------------- validators
-_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(MultiModelConfig)
+# Each field's type annotation, resolved (the CLI reads command-line strings by them too).
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(MultiModelConfig)
 
 
 class _Mismatch(Exception):
@@ -860,7 +862,7 @@ def _range_text(rules: Mapping[str, Any]) -> str:
 for _f in dataclasses.fields(MultiModelConfig):
     if not _f.metadata.get("help"):
         raise TypeError(f"MultiModelConfig.{_f.name} has no help text")
-    _describe(_FIELD_TYPES[_f.name], _f.metadata)
+    _describe(FIELD_TYPES[_f.name], _f.metadata)
 del _f
 
 

@@ -24,7 +24,13 @@ from typing import Any, Literal
 import yaml
 
 from srl_trainers.cli import ArgumentParser
-from srl_trainers.config import DEFAULT_MODEL_NAMES, ConfigError, MultiModelConfig, load_yaml
+from srl_trainers.config import (
+    DEFAULT_MODEL_NAMES,
+    FIELD_TYPES,
+    ConfigError,
+    MultiModelConfig,
+    load_yaml,
+)
 
 __all__ = ["build_config", "main", "make_parser"]
 
@@ -36,7 +42,6 @@ NAMED = {
     "algorithm": ("--algorithm", "algorithm"),
 }
 RENAMED_FIELDS = {"num_models", "max_episodes", "seed", "checkpoint_dir", "log_dir"}
-FIELD_TYPES = typing.get_type_hints(MultiModelConfig)
 
 
 def _field_help(f: dataclasses.Field) -> str:
