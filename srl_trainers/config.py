@@ -5,6 +5,13 @@ Field names follow Core SRL (``num_models``, ``training_mode``, ``weight_update_
 CPU laptop with the embedded SmolLM2-135M model. Every field has a ``help`` text (shown by
 ``python -m srl_trainers.run --help``); a bad value raises :class:`ConfigError` naming the
 field, the value and what is allowed.
+
+Validation is driven by the fields themselves: each value is checked against its type
+annotation (bool strictly bool, int not bool, floats finite, ``Literal`` and enum choices,
+lists and mappings element by element) and the rules in its ``metadata`` (``ge``/``gt``/
+``le`` bounds, ``min_len``, ``pattern``, ...; see ``RULES``). Then come the rules that tie
+fields together, the env's arguments (the env is built once) and this machine
+(``device='cuda'`` needs a CUDA GPU, ``generation_backend='vllm'`` needs vLLM).
 """
 
 from __future__ import annotations
@@ -13,15 +20,23 @@ import dataclasses
 import difflib
 import enum
 import functools
+import importlib.util
 import json
+import math
+import numbers
 import re
+import sys
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "API_MODEL_TYPES",
     "DEFAULT_MODEL_NAMES",
+    "FIELD_TYPES",
     "ConfigError",
     "MultiModelConfig",
     "TrainingMode",
@@ -62,18 +77,39 @@ DEFAULT_MODEL_NAMES: dict[str, str] = {
 # Model types served by an OpenAI-compatible API: frozen policies, never trained.
 API_MODEL_TYPES = ("openai", "claude", "api")
 
-ENVS = ("coop_compete", "team_battle", "staged")
-ALGORITHMS = ("grpo", "ppo")
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
-BASELINES = ("group", "counterfactual")
-ENTROPY_SCOPES = ("completion", "action", "numbers")
-DTYPES = ("bfloat16", "float32", "float16")
-DEVICES = ("cpu", "cuda", "auto")
-BACKENDS = ("hf", "vllm")
+# kv_cache_size - max_new_tokens must leave a prompt at least this many tokens: the chat
+# template, the system prompt and the end of the observation (its current round).
+MIN_PROMPT_TOKENS = 128
+
+# The rules a field's ``metadata`` may hold beside its ``help`` (see ``_conform``):
+#   ge / gt / le  bounds of a number (of each number, in a list of numbers)
+#   also          values allowed outside those bounds (max_checkpoints=-1)
+#   min_len       smallest length of a string, list or mapping
+#   pattern       (regex, description): a string must match all of the regex
+#   choices       the only values allowed
+#   expected      the description of what is allowed, in place of the generated one
+#   example       an allowed value, shown after the description
+RULES = frozenset(
+    {"ge", "gt", "le", "also", "min_len", "pattern", "choices", "expected", "example"}
+)
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
+# A directory path: any path the OS could take (relative, absolute, with '..').
+PATH_PATTERN = (r"[^\x00]+", "a non-empty path with no NUL character")
+
+
+def _help(
+    text: str,
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    **rules: Any,
+) -> Any:
+    """A field with its ``help`` text and its validation rules (one of ``RULES`` each)."""
+    unknown = sorted(set(rules) - RULES)
+    if unknown:
+        raise TypeError(f"unknown field rules {unknown}; a field may have {sorted(RULES)}")
+    return field(default=default, default_factory=default_factory, metadata={"help": text, **rules})
 
 
 @dataclass
@@ -85,11 +121,15 @@ class MultiModelConfig:
         "Number of model slots in the population. Agents beyond the slots are played by "
         "`opponent_policy` (a scripted bot).",
         default=4,
+        ge=1,
+        le=64,
     )
     model_types: list[str] = _help(
         "Model types assigned round-robin to the slots (e.g. ['smollm2'], ['smollm2', "
         "'openai']). Each type's checkpoint comes from `model_names`.",
         default_factory=lambda: ["smollm2"],
+        min_len=1,
+        example=["smollm2", "openai"],
     )
     model_names: dict[str, str] = _help(
         "Model type -> checkpoint: 'embedded:smollm2', a local HF checkpoint directory, a hub "
@@ -110,59 +150,98 @@ class MultiModelConfig:
         "Training episodes to run; one training episode = one batch of env copies played to "
         "the end.",
         default=8,
+        ge=1,
     )
     episode_length: int = _help(
         "Maximum rounds per environment episode (the default is CPU-sized: every round's prompt "
         "is longer, and prompt tokens dominate the cost on a CPU).",
         default=2,
+        ge=1,
+        le=1000,
     )
     update_frequency: int | list[int] = _help(
         "Training episodes between optimizer steps of a slot (one int, or one per slot for "
         "ASYNCHRONOUS cadences).",
         default=1,
+        ge=1,
     )
-    learning_rate: float = _help("AdamW learning rate of every LoRA adapter.", default=3e-4)
+    learning_rate: float = _help(
+        "AdamW learning rate of every LoRA adapter.", default=3e-4, gt=0.0, le=1.0
+    )
     batch_size: int = _help(
         "Samples (agent turns) per slot per update; sets the number of env copies.",
         default=8,
+        ge=1,
     )
     # --------------------------------------------------------------- reward mixing (Core SRL)
     cooperation_strength: float = _help(
         "Cooperation level c in [0, 1] used to mix rewards (1: shared reward, 0: zero-sum).",
         default=0.6,
+        ge=0.0,
+        le=1.0,
     )
     competition_intensity: float = _help(
-        "k >= 0: scales the zero-sum part of the mixed reward.", default=0.4
+        "k >= 0: scales the zero-sum part of the mixed reward.", default=0.4, ge=0.0
     )
     # --------------------------------------------------------------- infrastructure (Core SRL)
-    base_port: int = _help("First port of the vLLM / srl serve servers.", default=8001)
-    num_gpus: int = _help("GPUs (one generation server per GPU); 0 on CPU.", default=0)
+    base_port: int = _help(
+        "First port of the vLLM / srl serve servers.", default=8001, ge=1, le=65535
+    )
+    num_gpus: int = _help("GPUs (one generation server per GPU); 0 on CPU.", default=0, ge=0)
     kv_cache_size: int = _help(
         "KV-cache capacity in tokens per sequence: prompts longer than kv_cache_size - "
-        "max_new_tokens are cut from the left (oldest history first).",
+        "max_new_tokens are cut from the left (oldest history first); at least max_new_tokens "
+        f"+ {MIN_PROMPT_TOKENS}.",
         default=10000,
+        ge=1,
     )
-    enable_verl: bool = _help("VERL integration (not built: True raises an error).", default=False)
+    enable_verl: bool = _help(
+        "VERL integration (not built: True raises an error).",
+        default=False,
+        choices=(False,),
+        expected="False: VERL integration is not built in srl; use generation_backend='vllm' "
+        "for GPU generation",
+    )
     enable_areal: bool = _help(
-        "AReaL integration (not built: True raises an error).", default=False
+        "AReaL integration (not built: True raises an error).",
+        default=False,
+        choices=(False,),
+        expected="False: AReaL integration is not built in srl; use generation_backend='vllm' "
+        "for GPU generation",
     )
     # --------------------------------------------------------------- operations (Core SRL)
-    checkpoint_dir: str = _help("Where checkpoints go.", default="./checkpoints/multimodel")
-    save_interval: int = _help("Training episodes between checkpoints.", default=10)
-    max_checkpoints: int = _help("How many checkpoints to keep (newest); -1 keeps all.", default=10)
+    checkpoint_dir: str = _help(
+        "Where checkpoints go.", default="./checkpoints/multimodel", pattern=PATH_PATTERN
+    )
+    save_interval: int = _help("Training episodes between checkpoints.", default=10, ge=1)
+    max_checkpoints: int = _help(
+        "How many checkpoints to keep (newest); -1 keeps all.", default=10, ge=1, also=(-1,)
+    )
     enable_monitoring: bool = _help(
         "Write TensorBoard events and a JSONL metrics file, and show the console view.",
         default=True,
     )
-    log_metrics_interval: int = _help("Training episodes between metric logs.", default=1)
-    log_dir: str = _help("Where TensorBoard and JSONL logs go.", default="./runs")
+    log_metrics_interval: int = _help("Training episodes between metric logs.", default=1, ge=1)
+    log_dir: str = _help(
+        "Where TensorBoard and JSONL logs go.", default="./runs", pattern=PATH_PATTERN
+    )
     run_name: str | None = _help(
-        "Run name (default: '<env>_<algorithm>_<strategy>_s<seed>_<time>').", default=None
+        "Run name, the directory of the run's logs under log_dir (default: "
+        "'<env>_<algorithm>_<strategy>_s<seed>_<time>').",
+        default=None,
+        pattern=(
+            r"[A-Za-z0-9][A-Za-z0-9._-]*",
+            "a plain name (letters, digits, '.', '_', '-'; no path separators or '..')",
+        ),
     )
     # --------------------------------------------------------------- environment
-    env: str = _help("Environment: coop_compete | team_battle | staged.", default="coop_compete")
+    env: Literal["coop_compete", "team_battle", "staged"] = _help(
+        "Environment: coop_compete | team_battle | staged.", default="coop_compete"
+    )
     env_kwargs: dict[str, Any] = _help(
-        "Extra keyword arguments for the environment constructor.", default_factory=dict
+        "Extra keyword arguments for the environment constructor (checked by building the "
+        "env once; action_mode must stay 'text').",
+        default_factory=dict,
     )
     policy_mapping: dict[str, str] | None = _help(
         "Agent -> slot id ('model_0_smollm2') or 'bot:<name>'; default: one slot per agent in "
@@ -173,18 +252,22 @@ class MultiModelConfig:
         "Who plays agents without a slot: a scripted bot of the env (heuristic, random, ...) "
         "or 'base' (the frozen base model of the first slot, adapters disabled).",
         default="heuristic",
+        min_len=1,
     )
     # --------------------------------------------------------------- algorithm
-    algorithm: str = _help("grpo | ppo.", default="grpo")
+    algorithm: Literal["grpo", "ppo"] = _help("grpo | ppo.", default="grpo")
     group_size: int = _help(
         "GRPO: env copies sharing one seed (advantages are relative within the group).",
         default=4,
+        ge=1,
     )
-    loss_type: str = _help("GRPO loss normalisation: grpo | dr_grpo | dapo | bnpo.", default="dapo")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = _help(
+        "GRPO loss normalisation: grpo | dr_grpo | dapo | bnpo.", default="dapo"
+    )
     scale_rewards: bool = _help(
         "GRPO: divide group-relative advantages by the group std.", default=True
     )
-    baseline: str = _help(
+    baseline: Literal["group", "counterfactual"] = _help(
         "GRPO: what a turn's return is compared with. 'group': the mean return of the same "
         "agent's turns at that round in its group. 'counterfactual': for a turn that ends the "
         "agent's game, the mean reward it would have got with the answer of each groupmate "
@@ -196,6 +279,7 @@ class MultiModelConfig:
         "KL coefficient to the reference (the base, adapter disabled); 0 skips the reference "
         "forward pass, as TRL's default does.",
         default=0.0,
+        ge=0.0,
     )
     entropy_coef: float = _help(
         "Entropy bonus: the loss minus entropy_coef x the mean per-token entropy (nats) of "
@@ -203,6 +287,7 @@ class MultiModelConfig:
         "0 turns it off (TRL's GRPO has none). With entropy_target set, the starting value "
         "of the adaptive coefficient.",
         default=0.0,
+        ge=0.0,
     )
     entropy_target: float | None = _help(
         "Adaptive entropy control (Skywork-OR1's): a target for each adapter's mean per-token "
@@ -212,8 +297,9 @@ class MultiModelConfig:
         "entropy is below the target, so it cannot push the entropy far past it. None: a "
         "fixed entropy_coef.",
         default=None,
+        gt=0.0,
     )
-    entropy_scope: str = _help(
+    entropy_scope: Literal["completion", "action", "numbers"] = _help(
         "Which entropy the bonus (and the adaptive target) counts. 'completion': every "
         "completion token's. 'action': only the tokens that wrote the part of the text the env "
         "read the action from (its parser's span, e.g. '3,3,2,1,1' after 'ALLOCATE:'); "
@@ -229,10 +315,12 @@ class MultiModelConfig:
         default="completion",
     )
     entropy_coef_step: float = _help(
-        "Adaptive entropy control: how far the coefficient moves per update.", default=0.002
+        "Adaptive entropy control: how far the coefficient moves per update.",
+        default=0.002,
+        ge=0.0,
     )
     entropy_coef_max: float = _help(
-        "Adaptive entropy control: the coefficient's upper bound.", default=0.05
+        "Adaptive entropy control: the coefficient's upper bound.", default=0.05, ge=0.0
     )
     number_kl_coef: float = _help(
         "A mass-covering anchor on the answer's numbers: the loss plus number_kl_coef x "
@@ -245,32 +333,45 @@ class MultiModelConfig:
         "write, and its gradient does not vanish there as an entropy bonus's does. It adds a "
         "reference forward pass when beta is 0. 0 turns it off.",
         default=0.0,
+        ge=0.0,
     )
-    epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2)
-    epsilon_high: float | None = _help("Upper clip range (default: epsilon).", default=None)
+    epsilon: float = _help("Lower clip range of the importance ratio.", default=0.2, gt=0.0, le=1.0)
+    epsilon_high: float | None = _help(
+        "Upper clip range (default: epsilon).", default=None, gt=0.0, le=10.0
+    )
     num_iterations: int = _help(
-        "Optimisation epochs over each batch (GRPO mu, PPO epochs).", default=1
+        "Optimisation epochs over each batch (GRPO mu, PPO epochs).", default=1, ge=1
     )
-    max_grad_norm: float = _help("Gradient clipping norm per adapter (0 disables).", default=1.0)
-    gamma: float = _help("PPO: discount over an agent's turns.", default=1.0)
-    gae_lambda: float = _help("PPO: GAE lambda.", default=0.95)
-    vf_coef: float = _help("PPO: value loss coefficient.", default=0.5)
-    value_clip: float = _help("PPO: value clip range.", default=0.2)
+    max_grad_norm: float = _help(
+        "Gradient clipping norm per adapter (0 disables).", default=1.0, ge=0.0
+    )
+    gamma: float = _help("PPO: discount over an agent's turns.", default=1.0, ge=0.0, le=1.0)
+    gae_lambda: float = _help("PPO: GAE lambda.", default=0.95, ge=0.0, le=1.0)
+    vf_coef: float = _help("PPO: value loss coefficient.", default=0.5, ge=0.0)
+    value_clip: float = _help("PPO: value clip range.", default=0.2, ge=0.0)
     # --------------------------------------------------------------- LoRA and model
-    lora_rank: int = _help("LoRA rank r.", default=8)
-    lora_alpha: int = _help("LoRA alpha (scaling = alpha / r).", default=16)
-    lora_dropout: float = _help("LoRA dropout.", default=0.0)
+    lora_rank: int = _help("LoRA rank r.", default=8, ge=1, le=1024)
+    lora_alpha: int = _help("LoRA alpha (scaling = alpha / r).", default=16, ge=1)
+    lora_dropout: float = _help("LoRA dropout.", default=0.0, ge=0.0, le=1.0)
     lora_target_modules: list[str] = _help(
         "Module names that get LoRA adapters.",
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_len=1,
+        example=["q_proj", "v_proj"],
     )
-    dtype: str = _help("Model dtype: bfloat16 | float32 | float16.", default="bfloat16")
-    device: str = _help("cpu | cuda | auto.", default="auto")
+    dtype: Literal["bfloat16", "float32", "float16"] = _help(
+        "Model dtype: bfloat16 | float32 | float16.", default="bfloat16"
+    )
+    device: Literal["cpu", "cuda", "auto"] = _help(
+        "cpu | cuda | auto (cuda needs a CUDA GPU on this machine).", default="auto"
+    )
     # --------------------------------------------------------------- generation
     max_new_tokens: int = _help(
         "Tokens generated per action (an action line and a short message fit in 24 with the "
         "SmolLM2 tokenizer).",
         default=24,
+        ge=1,
+        le=4096,
     )
     stop: list[str] | None = _help(
         "Stop strings: a completion ends with the first token that completes one of them (that "
@@ -280,9 +381,13 @@ class MultiModelConfig:
         "token a larger share of a per-token loss (dapo, bnpo). None: only EOS and "
         "max_new_tokens stop.",
         default=None,
+        min_len=1,
+        example=["\n"],
     )
-    temperature: float = _help("Sampling temperature during training rollouts.", default=1.0)
-    top_p: float = _help("Nucleus sampling p.", default=1.0)
+    temperature: float = _help(
+        "Sampling temperature during training rollouts.", default=1.0, gt=0.0, le=10.0
+    )
+    top_p: float = _help("Nucleus sampling p.", default=1.0, gt=0.0, le=1.0)
     system_prompt: str | None = _help(
         "System message before every observation (None: the built-in short instruction).",
         default=None,
@@ -295,7 +400,9 @@ class MultiModelConfig:
         "team_battle, 'HARVEST:' for coop_compete and staged over it); None: no prefill.",
         default="auto",
     )
-    generation_backend: str = _help("hf | vllm.", default="hf")
+    generation_backend: Literal["hf", "vllm"] = _help(
+        "hf | vllm (vllm needs vLLM installed: pip install 'srl[vllm]').", default="hf"
+    )
     # --------------------------------------------------------------- API policies (srl_trainers.api)
     api_base_url: str | None = _help(
         "Base URL of the OpenAI-compatible endpoint of the API model types (openai, claude, "
@@ -303,65 +410,94 @@ class MultiModelConfig:
         "$OPENAI_BASE_URL or https://api.openai.com/v1 for openai, Anthropic's OpenAI-compatible "
         "endpoint for claude; required for 'api'. The served model is model_names[type].",
         default=None,
+        pattern=(r"https?://\S+", "an http(s) URL, e.g. 'http://127.0.0.1:8001/v1'"),
     )
     api_key_env: str | None = _help(
         "Environment variable holding the API key (default: OPENAI_API_KEY for openai, "
         "ANTHROPIC_API_KEY for claude, none for api). A missing key fails at start-up.",
         default=None,
+        pattern=(r"[A-Za-z_][A-Za-z0-9_]*", "the name of an environment variable"),
     )
-    api_concurrency: int = _help("API requests in flight at once, per API policy.", default=8)
+    api_concurrency: int = _help(
+        "API requests in flight at once, per API policy.", default=8, ge=1, le=1024
+    )
     api_timeout: float = _help(
-        "Seconds an API request may take before it is retried.", default=30.0
+        "Seconds an API request may take before it is retried.", default=30.0, gt=0.0
     )
     api_max_retries: int = _help(
         "Retries of an API request after a 429, 5xx, timeout or connection error; a request "
         "that still fails is an invalid action, counted in api/<policy>/failures.",
         default=4,
+        ge=0,
+        le=100,
     )
     api_backoff: float = _help(
         "Seconds before the first API retry; doubles every retry, times a random factor in "
         "[0.5, 1] (jitter); a longer Retry-After from the server wins.",
         default=0.5,
+        ge=0.0,
+        le=600.0,
     )
     # --------------------------------------------------------------- strategies and modes
     reward_window: int = _help(
         "Training episodes in the 'recent reward' window used by strategies and summaries.",
         default=10,
+        ge=1,
     )
     federated_strength: float = _help(
-        "FEDERATED: how strongly the group average is mixed back (0 none, 1 full).", default=0.5
+        "FEDERATED: how strongly the group average is mixed back (0 none, 1 full).",
+        default=0.5,
+        ge=0.0,
+        le=1.0,
     )
     federated_temperature: float = _help(
         "FEDERATED: softmax temperature over recent rewards for the averaging weights.",
         default=1.0,
+        gt=0.0,
     )
-    federated_interval: int = _help("FEDERATED: optimizer steps between averagings.", default=1)
+    federated_interval: int = _help(
+        "FEDERATED: optimizer steps between averagings.", default=1, ge=1
+    )
     selective_top_k: int | None = _help(
-        "SELECTIVE: slots that step per round (default: half the group, rounded up).",
+        "SELECTIVE: slots that step per round (default: half the group, rounded up; at "
+        "most num_models).",
         default=None,
+        ge=1,
     )
     mixed_adapt_rate: float = _help(
         "MIXED: step size of the cooperation balance adaptation per training episode.",
         default=0.05,
+        ge=0.0,
+        le=1.0,
     )
-    seed: int = _help("Seed of everything (LoRA init, sampling, env seeds).", default=0)
+    seed: int = _help(
+        "Seed of everything (LoRA init, sampling, env seeds).", default=0, ge=0, le=2**32 - 1
+    )
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field; coerce strings to enums. Called again by the trainer at train()."""
-        self.training_mode = _enum("training_mode", TrainingMode, self.training_mode)
-        self.weight_update_strategy = _enum(
-            "weight_update_strategy", WeightUpdateStrategy, self.weight_update_strategy
-        )
-        _int("num_models", self.num_models, 1, 64)
-        if not isinstance(self.model_types, list | tuple) or not self.model_types:
-            _fail("model_types", self.model_types, "a non-empty list of model type names")
-        self.model_types = [str(t) for t in self.model_types]
-        if not isinstance(self.model_names, dict):
-            _fail("model_names", self.model_names, "a mapping model type -> checkpoint")
+        """Check every field, then the rules that tie fields together, the env's arguments and
+        this machine. Raises :class:`ConfigError`. Normalises values to the field types (an
+        enum from its string, a float from an int, a list from a tuple). Called again by the
+        trainer at train(), so a config edited after construction is checked too."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            try:
+                setattr(self, f.name, _conform(value, FIELD_TYPES[f.name], f.metadata))
+            except _Mismatch:
+                allowed = _describe(FIELD_TYPES[f.name], f.metadata)
+                if "example" in f.metadata:
+                    allowed += f", e.g. {f.metadata['example']!r}"
+                _fail(f.name, value, allowed)
+        self._check_combinations()
+        self._check_env()
+        self._check_machine()
+
+    def _check_combinations(self) -> None:
+        """The rules that tie several fields together."""
         for t in self.model_types:
             if t not in self.resolved_model_names():
                 _fail(
@@ -370,70 +506,28 @@ class MultiModelConfig:
                     f"a type with a checkpoint: one of {sorted(self.resolved_model_names())}, or "
                     f"add model_names={{'{t}': '<checkpoint dir or id>'}}",
                 )
-        _int("max_episodes", self.max_episodes, 1)
-        _int("episode_length", self.episode_length, 1, 1000)
-        if isinstance(self.update_frequency, list | tuple):
-            if len(self.update_frequency) != self.num_models:
-                _fail(
-                    "update_frequency",
-                    self.update_frequency,
-                    f"one int, or {self.num_models} ints (one per slot)",
-                )
-            for f in self.update_frequency:
-                _int("update_frequency", f, 1)
-            self.update_frequency = [int(f) for f in self.update_frequency]
-        else:
-            _int("update_frequency", self.update_frequency, 1)
-        _float("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        _int("batch_size", self.batch_size, 1)
-        _float("cooperation_strength", self.cooperation_strength, 0.0, 1.0)
-        _float("competition_intensity", self.competition_intensity, 0.0)
-        _int("base_port", self.base_port, 1, 65535)
-        _int("num_gpus", self.num_gpus, 0)
-        _int("kv_cache_size", self.kv_cache_size, 2)
-        if self.kv_cache_size <= self.max_new_tokens:
+        if isinstance(self.update_frequency, list) and len(self.update_frequency) != (
+            self.num_models
+        ):
+            _fail(
+                "update_frequency",
+                self.update_frequency,
+                f"one int, or {self.num_models} ints (one per slot)",
+            )
+        if self.kv_cache_size < self.max_new_tokens + MIN_PROMPT_TOKENS:
             _fail(
                 "kv_cache_size",
                 self.kv_cache_size,
-                f"more than max_new_tokens ({self.max_new_tokens})",
+                f"at least max_new_tokens + {MIN_PROMPT_TOKENS} "
+                f"({self.max_new_tokens + MIN_PROMPT_TOKENS}): a prompt needs room for the chat "
+                "template, the system prompt and the observation's current round",
             )
-        if self.enable_verl:
-            _fail(
-                "enable_verl",
-                True,
-                "False: VERL integration is not built in srl; use "
-                "generation_backend='vllm' for GPU generation",
-            )
-        if self.enable_areal:
-            _fail(
-                "enable_areal",
-                True,
-                "False: AReaL integration is not built in srl; use "
-                "generation_backend='vllm' for GPU generation",
-            )
-        _int("save_interval", self.save_interval, 1)
-        if self.max_checkpoints != -1:
-            _int("max_checkpoints", self.max_checkpoints, 1)
-        _int("log_metrics_interval", self.log_metrics_interval, 1)
-        _choice("env", self.env, ENVS)
-        if not isinstance(self.env_kwargs, dict):
-            _fail("env_kwargs", self.env_kwargs, "a mapping of env constructor arguments")
-        if self.policy_mapping is not None and not isinstance(self.policy_mapping, dict):
-            _fail(
-                "policy_mapping",
-                self.policy_mapping,
-                "None or a mapping agent -> slot id or 'bot:<name>'",
-            )
-        _choice("algorithm", self.algorithm, ALGORITHMS)
-        _int("group_size", self.group_size, 1)
         if self.algorithm == "grpo" and self.group_size < 2:
             _fail(
                 "group_size",
                 self.group_size,
                 ">= 2 for GRPO (advantages are relative within a group)",
             )
-        _choice("loss_type", self.loss_type, LOSS_TYPES)
-        _choice("baseline", self.baseline, BASELINES)
         if self.baseline == "counterfactual" and self.algorithm != "grpo":
             _fail(
                 "baseline",
@@ -441,13 +535,6 @@ class MultiModelConfig:
                 "'group' with algorithm='ppo' (PPO's baseline is its value head; the "
                 "counterfactual baseline is for GRPO)",
             )
-        _float("beta", self.beta, 0.0)
-        _float("entropy_coef", self.entropy_coef, 0.0)
-        if self.entropy_target is not None:
-            _float("entropy_target", self.entropy_target, 0.0, low_open=True)
-        _choice("entropy_scope", self.entropy_scope, ENTROPY_SCOPES)
-        _float("entropy_coef_step", self.entropy_coef_step, 0.0)
-        _float("entropy_coef_max", self.entropy_coef_max, 0.0)
         if self.entropy_target is not None and self.entropy_coef > self.entropy_coef_max:
             _fail(
                 "entropy_coef",
@@ -455,65 +542,71 @@ class MultiModelConfig:
                 f"<= entropy_coef_max ({self.entropy_coef_max}) with entropy_target set: it is "
                 "the adaptive coefficient's starting value",
             )
-        _float("number_kl_coef", self.number_kl_coef, 0.0)
-        _float("epsilon", self.epsilon, 0.0, 1.0, low_open=True)
-        if self.epsilon_high is not None:
-            _float("epsilon_high", self.epsilon_high, 0.0, 10.0, low_open=True)
-        _int("num_iterations", self.num_iterations, 1)
-        _float("max_grad_norm", self.max_grad_norm, 0.0)
-        _float("gamma", self.gamma, 0.0, 1.0)
-        _float("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        _float("vf_coef", self.vf_coef, 0.0)
-        _float("value_clip", self.value_clip, 0.0)
-        _int("lora_rank", self.lora_rank, 1, 1024)
-        _int("lora_alpha", self.lora_alpha, 1)
-        _float("lora_dropout", self.lora_dropout, 0.0, 1.0)
-        if not self.lora_target_modules:
+        if self.selective_top_k is not None and self.selective_top_k > self.num_models:
             _fail(
-                "lora_target_modules", self.lora_target_modules, "a non-empty list of module names"
+                "selective_top_k",
+                self.selective_top_k,
+                f"None or <= num_models ({self.num_models})",
             )
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("device", self.device, DEVICES)
-        _int("max_new_tokens", self.max_new_tokens, 1, 4096)
-        if self.stop is not None and (
-            not isinstance(self.stop, list | tuple)
-            or not self.stop
-            or not all(isinstance(x, str) and x for x in self.stop)
-        ):
-            _fail("stop", self.stop, "None or a non-empty list of non-empty strings, e.g. ['\\n']")
-        _float("temperature", self.temperature, 0.0, 10.0, low_open=True)
-        _float("top_p", self.top_p, 0.0, 1.0, low_open=True)
-        if self.response_prefix is not None and not isinstance(self.response_prefix, str):
+
+    def _check_env(self) -> None:
+        """``env_kwargs`` by building the env once (with the trainer's episode_length), and the
+        bots that ``opponent_policy`` and ``policy_mapping`` name against the game played."""
+        import srl_envs
+
+        if self.env_kwargs.get("action_mode", "text") != "text":
             _fail(
-                "response_prefix",
-                self.response_prefix,
-                "None, 'auto' or a string such as 'ALLOCATE:'",
+                "env_kwargs",
+                self.env_kwargs,
+                "action_mode 'text' (the default): LLM policies read text prompts and write "
+                "text answers; the structured mode (arrays in, integers out) is for other agents",
             )
-        _choice("generation_backend", self.generation_backend, BACKENDS)
-        if self.api_base_url is not None and not str(self.api_base_url).startswith(
-            ("http://", "https://")
-        ):
+        env_id = srl_envs.spec(self.env).id
+        try:
+            probe = srl_envs.make(
+                self.env, **{"episode_length": self.episode_length, **self.env_kwargs}
+            )
+        except (TypeError, ValueError) as exc:  # an unknown argument, or a bad value
+            _fail("env_kwargs", self.env_kwargs, f"arguments that {env_id} accepts: {exc}")
+        # the staged env plays a base game and uses its bots (srl_envs.staged: look bots up
+        # with make_bot(env.base_id))
+        bot_env = srl_envs.spec(getattr(probe, "base_id", env_id))
+        bots = sorted(bot_env.bots)
+        if self.opponent_policy != "base" and self.opponent_policy not in bots:
             _fail(
-                "api_base_url",
-                self.api_base_url,
-                "None or an http(s) URL, e.g. 'http://127.0.0.1:8001/v1'",
+                "opponent_policy",
+                self.opponent_policy,
+                f"'base' or a bot of {bot_env.id}: one of {bots}",
             )
-        if self.api_key_env is not None and (
-            not isinstance(self.api_key_env, str) or not self.api_key_env
-        ):
-            _fail("api_key_env", self.api_key_env, "None or the name of an environment variable")
-        _int("api_concurrency", self.api_concurrency, 1, 1024)
-        _float("api_timeout", self.api_timeout, 0.0, low_open=True)
-        _int("api_max_retries", self.api_max_retries, 0, 100)
-        _float("api_backoff", self.api_backoff, 0.0, 600.0)
-        _int("reward_window", self.reward_window, 1)
-        _float("federated_strength", self.federated_strength, 0.0, 1.0)
-        _float("federated_temperature", self.federated_temperature, 0.0, low_open=True)
-        _int("federated_interval", self.federated_interval, 1)
-        if self.selective_top_k is not None:
-            _int("selective_top_k", self.selective_top_k, 1, self.num_models)
-        _float("mixed_adapt_rate", self.mixed_adapt_rate, 0.0, 1.0)
-        _int("seed", self.seed, 0)
+        for target in (self.policy_mapping or {}).values():
+            if target.startswith("bot:") and target[4:] not in bots:
+                _fail(
+                    "policy_mapping",
+                    self.policy_mapping,
+                    f"'bot:<name>' targets with a bot of {bot_env.id} (one of {bots}), not "
+                    f"{target!r}",
+                )
+
+    def _check_machine(self) -> None:
+        """Hardware and packages the config needs: fail here, not after the models load."""
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                _fail(
+                    "device",
+                    self.device,
+                    "'cpu' or 'auto' on this machine: torch finds no CUDA GPU"
+                    + (" (this torch is built without CUDA)" if torch.version.cuda is None else ""),
+                )
+        if self.generation_backend == "vllm" and not _importable("vllm"):
+            from srl_trainers.vllm_backend import VLLM_INSTALL_HINT
+
+            _fail(
+                "generation_backend",
+                self.generation_backend,
+                f"'hf' on this machine: {VLLM_INSTALL_HINT}",
+            )
 
     # ------------------------------------------------------------------ derived values
     def resolved_model_names(self) -> dict[str, str]:
@@ -556,8 +649,8 @@ class MultiModelConfig:
         """Raise a ConfigError naming the first unknown field and the closest valid ones."""
         names = cls.field_names()
         for key in keys:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=3)
+            if key not in names:  # a YAML key may be a number: no field has that name
+                close = difflib.get_close_matches(str(key), names, n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ConfigError(
                     f"unknown config field {key!r}{hint}; valid fields: {', '.join(names)}"
@@ -572,9 +665,15 @@ class MultiModelConfig:
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            data = load_yaml(p.read_text()) or {}
+            data = load_yaml(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (YAML)") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+            raise ConfigError(
+                f"config file {str(p)!r} is not valid YAML: {_one_line(exc)}"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of field: value")
         return cls.from_dict({**data, **overrides})
@@ -612,48 +711,170 @@ def load_yaml(text: str) -> Any:
 
 
 # ---------------------------------------------------------------------- validators
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"MultiModelConfig.{name}={value!r} is not allowed: expected {allowed}")
+# Each field's type annotation, resolved (the CLI reads command-line strings by them too).
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(MultiModelConfig)
 
 
-def _enum(name: str, cls: type[enum.Enum], value: Any) -> Any:
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, str):
-        for member in cls:
+class _Mismatch(Exception):
+    """A value does not conform to its field's type and rules."""
+
+
+def _conform(value: Any, tp: Any, rules: Mapping[str, Any], *, top: bool = True) -> Any:
+    """``value`` as a value of type ``tp`` under the field ``rules``, or ``_Mismatch``.
+
+    bool is strictly bool; an int is no bool; a float is finite (an int becomes a float);
+    an enum comes from its value or name; strings inside lists and mappings are non-empty.
+    Number bounds apply to every number (inside a list too); ``min_len``, ``pattern`` and
+    ``choices`` to the field's value itself (``top``).
+    """
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for member in args:
+            try:
+                return _conform(value, member, rules, top=top)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise _Mismatch
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        for member in tp if isinstance(value, str) else ():
             if value.lower() in (member.value, member.name.lower()):
                 return member
-    _fail(name, value, f"one of {[m.value for m in cls]}")
+        raise _Mismatch
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _Mismatch
+        out: Any = value
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise _Mismatch
+        out = _in_range(int(value), rules)
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _Mismatch
+        if not math.isfinite(value):
+            raise _Mismatch
+        out = _in_range(float(value), rules)
+    elif tp is str:
+        if not isinstance(value, str) or (not top and not value):
+            raise _Mismatch
+        out = value
+    elif origin is list:
+        if not isinstance(value, list | tuple):
+            raise _Mismatch
+        out = [_conform(v, args[0], rules, top=False) for v in value]
+    elif origin is dict:
+        if not isinstance(value, Mapping):
+            raise _Mismatch
+        key_type, value_type = args
+        out = {
+            _conform(k, key_type, rules, top=False): (
+                v if value_type is Any else _conform(v, value_type, rules, top=False)
+            )
+            for k, v in value.items()
+        }
+    else:
+        raise TypeError(f"MultiModelConfig has no validation rule for fields of type {tp!r}")
+    if top:
+        if "choices" in rules and out not in rules["choices"]:
+            raise _Mismatch
+        if "min_len" in rules and len(out) < rules["min_len"]:
+            raise _Mismatch
+        if "pattern" in rules and not re.fullmatch(rules["pattern"][0], out):
+            raise _Mismatch
+    return out
 
 
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        _fail(name, value, f"one of {list(allowed)}")
-
-
-def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    rng = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(name, value, rng)
-    if value < low or (high is not None and value > high):
-        _fail(name, value, rng)
-
-
-def _float(
-    name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
-) -> None:
-    lo = "(" if low_open else "["
-    rng = (
-        f"a number in {lo}{low}, {high}]"
-        if high is not None
-        else f"a number {'>' if low_open else '>='} {low}"
-    )
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(name, value, rng)
+def _in_range(value: float, rules: Mapping[str, Any]) -> float:
+    if value in rules.get("also", ()):
+        return value
     if (
-        value != value
-        or value < low
-        or (low_open and value == low)
-        or (high is not None and value > high)
+        ("ge" in rules and value < rules["ge"])
+        or ("gt" in rules and value <= rules["gt"])
+        or ("le" in rules and value > rules["le"])
     ):
-        _fail(name, value, rng)
+        raise _Mismatch
+    return value
+
+
+def _describe(tp: Any, rules: Mapping[str, Any], *, plural: bool = False, top: bool = True) -> str:
+    """What a field of type ``tp`` under ``rules`` allows, for error messages."""
+    if top and "expected" in rules:
+        return rules["expected"]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a, rules, plural=plural, top=top) for a in args]
+        return " or ".join(sorted(parts, key=lambda part: part != "None"))
+    if tp is type(None):
+        return "None"
+    if top and "choices" in rules:
+        return f"one of {list(rules['choices'])}"
+    if origin is Literal and not plural:
+        return f"one of {list(args)}"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum) and not plural:
+        return f"one of {[m.value for m in tp]}"
+    if tp is bool and not plural:
+        return "True or False"
+    if tp is int:
+        return ("integers" if plural else "an integer") + _range_text(rules)
+    if tp is float:
+        return ("numbers" if plural else "a number") + _range_text(rules)
+    if tp is str:
+        if plural:
+            return "non-empty strings"
+        if top and "pattern" in rules:
+            return rules["pattern"][1]
+        return "a non-empty string" if top and rules.get("min_len") else "a string"
+    if origin is list and not plural:
+        size = "a non-empty list" if top and rules.get("min_len") else "a list"
+        return f"{size} of {_describe(args[0], rules, plural=True, top=False)}"
+    if origin is dict and not plural:
+        values = "values" if args[1] is Any else _describe(args[1], rules, plural=True, top=False)
+        return f"a mapping of {_describe(args[0], rules, plural=True, top=False)} to {values}"
+    raise TypeError(f"MultiModelConfig has no validation rule for fields of type {tp!r}")
+
+
+def _range_text(rules: Mapping[str, Any]) -> str:
+    low = ("[", rules["ge"]) if "ge" in rules else ("(", rules["gt"]) if "gt" in rules else None
+    high = rules.get("le")
+    if low is not None and high is not None:
+        text = f" in {low[0]}{low[1]}, {high}]"
+    elif low is not None:
+        text = f" {'>=' if low[0] == '[' else '>'} {low[1]}"
+    elif high is not None:
+        text = f" <= {high}"
+    else:
+        text = ""
+    return text + "".join(f" or {v!r}" for v in rules.get("also", ()))
+
+
+# Every field declares its help and a type the validator knows: a new field that does not
+# fails here, at import, not at the first bad value.
+for _f in dataclasses.fields(MultiModelConfig):
+    if not _f.metadata.get("help"):
+        raise TypeError(f"MultiModelConfig.{_f.name} has no help text")
+    _describe(FIELD_TYPES[_f.name], _f.metadata)
+del _f
+
+
+def _importable(module: str) -> bool:
+    return module in sys.modules or importlib.util.find_spec(module) is not None
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
+
+
+def _fail(name: str, value: Any, allowed: str) -> typing.NoReturn:
+    raise ConfigError(
+        f"MultiModelConfig.{name}={value!r} is not allowed: expected {_one_line(allowed)}"
+    )

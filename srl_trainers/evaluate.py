@@ -39,7 +39,6 @@ import os
 import sys
 import tempfile
 import time
-import typing
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from srl_trainers.cli import ArgumentParser
 from srl_trainers.config import ConfigError, MultiModelConfig
 
 if TYPE_CHECKING:
@@ -580,15 +580,8 @@ def format_report(report: EvaluationReport) -> str:
 
 
 # ---------------------------------------------------------------------- CLI
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit code 2 (no usage dump)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m srl_trainers.evaluate",
         description="Evaluate trained LoRA policies (a checkpoint) or an untrained population "
         "(a config) against fixed opponents on seeded evaluation episodes, without training.",
@@ -643,18 +636,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_opponent(env: str, opponent: str | None) -> None:
-    import srl_envs
-
-    if opponent is None or opponent == "base":
-        return
-    bots = srl_envs.spec(env).bots
-    if env != "staged" and opponent not in bots:
-        raise ConfigError(
-            f"--opponent {opponent!r} is not a bot of {env}: use one of {sorted(bots)} or 'base'"
-        )
-
-
 def _check_stage(env: str, stage: int | None) -> None:
     if stage is not None and env != "staged":
         raise ConfigError(
@@ -669,16 +650,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--episodes {args.episodes}: use a whole number >= 1")
     if not 0.0 <= args.temperature <= 10.0:
         parser.error(f"--temperature {args.temperature}: use a number in [0, 10] (0: greedy)")
+    if args.json is not None and Path(args.json).is_dir():
+        parser.error(f"--json {args.json} is a directory: give a file, e.g. {args.json}/eval.json")
     from srl_trainers.models import ModelUnavailableError
 
-    try:
+    try:  # the config checks --opponent (MultiModelConfig.opponent_policy) before models load
         if args.config is not None:
             target: Any = MultiModelConfig.from_yaml(args.config)
-            _check_opponent(target.env, args.opponent)
             _check_stage(target.env, args.stage)
         else:
             path, meta = _resolve_checkpoint(args.checkpoint, args.checkpoint_dir)
-            _check_opponent(meta["config"]["env"], args.opponent)
             _check_stage(meta["config"]["env"], args.stage)
             target = path
         report = evaluate(
@@ -689,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage=args.stage,
         )
     except (ConfigError, ModelUnavailableError, FileNotFoundError, ValueError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.fail(exc)
     print(report.table())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from srl_trainers.config import ConfigError
 from srl_trainers.lora import lora_parameters
 
 __all__ = [
@@ -291,6 +292,12 @@ class ModelPool:
             pad_token_id=tok.pad_token_id,
         )
         self.model: nn.Module = model  # a PeftModel once the first adapter is added
+        # The base model's module names, for checking LoRA target_modules (PEFT matches a
+        # target by the end of a module's dotted name, and refuses only when none match).
+        self._module_names = [name for name, _ in model.named_modules() if name]
+        self._linear_names = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+        )
         self.hidden_size = int(model.config.get_text_config().hidden_size)
         # Mixed-adapter batches: False (default) uses the pool's per-row LoRA path, True PEFT's
         # ``adapter_names=`` path (slower on CPU; also what LoRA variants such as DoRA need).
@@ -325,6 +332,17 @@ class ModelPool:
         from peft import LoraConfig, get_peft_model
 
         self._check_new_name(name)
+        missing = [
+            t
+            for t in target_modules
+            if not any(n == t or n.endswith(f".{t}") for n in self._module_names)
+        ]
+        if missing:
+            raise ConfigError(
+                f"target_modules={list(target_modules)!r} (MultiModelConfig.lora_target_modules) "
+                f"is not allowed: {self.checkpoint} has no module {', '.join(map(repr, missing))}; "
+                f"its linear layers are {self._linear_names}"
+            )
         config = LoraConfig(
             r=rank,
             lora_alpha=alpha,

@@ -14,48 +14,62 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import sys
+import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from srl_trainers.config import DEFAULT_MODEL_NAMES, ConfigError, MultiModelConfig, load_yaml
+from srl_trainers.cli import ArgumentParser
+from srl_trainers.config import (
+    DEFAULT_MODEL_NAMES,
+    FIELD_TYPES,
+    ConfigError,
+    MultiModelConfig,
+    load_yaml,
+)
 
 __all__ = ["build_config", "main", "make_parser"]
 
-# Named options: (flag, config field, choices)
+# Named options: flag, config field (their choices come from the field's type)
 NAMED = {
-    "env": ("--env", "env", ["coop_compete", "team_battle", "staged"]),
-    "mode": ("--mode", "training_mode", ["cooperative", "competitive", "mixed"]),
-    "strategy": (
-        "--strategy",
-        "weight_update_strategy",
-        ["synchronized", "asynchronous", "federated", "selective"],
-    ),
-    "algorithm": ("--algorithm", "algorithm", ["grpo", "ppo"]),
+    "env": ("--env", "env"),
+    "mode": ("--mode", "training_mode"),
+    "strategy": ("--strategy", "weight_update_strategy"),
+    "algorithm": ("--algorithm", "algorithm"),
 }
 RENAMED_FIELDS = {"num_models", "max_episodes", "seed", "checkpoint_dir", "log_dir"}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit code 2 (no usage dump)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _field_help(f: dataclasses.Field) -> str:
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if hasattr(default, "value"):
+    if isinstance(default, enum.Enum):
         default = default.value
     return f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
 
 
+def _choices(tp: Any) -> list[str]:
+    """The values of a Literal or enum field type."""
+    if typing.get_origin(tp) is Literal:
+        return list(typing.get_args(tp))
+    return [m.value for m in tp]
+
+
+def _takes_text(tp: Any) -> bool:
+    """Whether a command-line string is itself a value of ``tp`` (a string, a choice)."""
+    return (
+        tp is str
+        or typing.get_origin(tp) is Literal
+        or (isinstance(tp, type) and issubclass(tp, enum.Enum))
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     fields = {f.name: f for f in dataclasses.fields(MultiModelConfig)}
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m srl_trainers.run",
         description="Train a population of LLM policies (LoRA adapters) on an srl environment.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -63,9 +77,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", metavar="FILE.yaml", help="YAML file of MultiModelConfig fields"
     )
-    for key, (flag, name, choices) in NAMED.items():
+    for key, (flag, name) in NAMED.items():
         parser.add_argument(
-            flag, dest=key, choices=choices, default=None, help=_field_help(fields[name])
+            flag,
+            dest=key,
+            choices=_choices(FIELD_TYPES[name]),
+            default=None,
+            help=_field_help(fields[name]),
         )
     parser.add_argument(
         "--num-models", type=int, metavar="N", help=_field_help(fields["num_models"])
@@ -109,10 +127,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def coerce_field(name: str, raw: str) -> Any:
-    """A command-line string -> the value of config field ``name`` (YAML for non-strings)."""
-    hint = typing.get_type_hints(MultiModelConfig)[name]
-    if hint is str or hint == (str | None):
-        return None if raw.lower() in ("none", "null") else raw
+    """A command-line string -> a value for config field ``name``, by the field's type: the
+    string itself where the field takes text (a string, a choice; ``none``/``null`` is None
+    where the field is optional), else the string read as YAML (numbers, booleans, lists,
+    mappings). The config then checks the value like any other."""
+    hint = FIELD_TYPES[name]
+    members = typing.get_args(hint) if typing.get_origin(hint) is types.UnionType else (hint,)
+    if any(_takes_text(t) for t in members):
+        return None if type(None) in members and raw.lower() in ("none", "null") else raw
     try:
         return load_yaml(raw)
     except yaml.YAMLError as exc:
@@ -124,7 +146,7 @@ def coerce_field(name: str, raw: str) -> Any:
 def build_config(args: argparse.Namespace) -> MultiModelConfig:
     """YAML file (if any) + command-line overrides -> a validated config."""
     overrides: dict[str, Any] = {}
-    for key, (_, name, _) in NAMED.items():
+    for key, (_, name) in NAMED.items():
         if getattr(args, key) is not None:
             overrides[name] = getattr(args, key)
     for name in RENAMED_FIELDS:
@@ -173,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(args)
     except ConfigError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.fail(exc)
     from srl_trainers.checkpoint import CheckpointError, check_checkpoint_id
     from srl_trainers.models import ModelUnavailableError
     from srl_trainers.trainer import MultiModelTrainer, install_sigint_handler
@@ -197,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             if trainer.monitor is not None:  # the checkpointed run's curves, not a new run
                 print(f"srl: logs continue in {trainer.monitor.run_dir}", flush=True)
     except (ConfigError, CheckpointError, ModelUnavailableError, FileNotFoundError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.fail(exc)
     install_sigint_handler(trainer)
     try:
         results = trainer.train_sync()

@@ -98,6 +98,111 @@ def test_bad_input_is_one_line_and_exit_code_2(capsys, argv, needle):
     assert needle in err and "\n" not in err and "Traceback" not in err
 
 
+def one_line_exit_2(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and err.startswith("python -m srl_trainers")
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--seed", "4294967296"], "seed=4294967296"),
+        (["--lora-target-modules", "q_proj"], "lora_target_modules='q_proj'"),
+        (["--lora-target-modules", "42"], "lora_target_modules=42"),
+        (["--lora-target-modules", "[1,2]"], "lora_target_modules=[1, 2]"),
+        (["--model-names", "[1]"], "model_names=[1]"),
+        (["--env-kwargs", "{bogus: 1}"], "bogus"),
+        (["--env-kwargs", "{action_mode: structured}"], "action_mode"),
+        (["--policy-mapping", "{player_0: 5}"], "policy_mapping={'player_0': 5}"),
+        (["--policy-mapping", "{player_0: 'bot:grandmaster'}"], "bot:grandmaster"),
+        (["--env", "staged", "--opponent-policy", "grandmaster"], "grandmaster"),
+        (["--competition-intensity", ".inf"], "competition_intensity=inf"),
+        (["--kv-cache-size", "30"], "kv_cache_size=30"),
+        (["--run-name", "../x"], "run_name='../x'"),
+        (["--enable-monitoring", "maybe"], "enable_monitoring='maybe'"),
+        (["--enable-monitoring", "5"], "enable_monitoring=5"),
+        (["--scale-rewards", "maybe"], "scale_rewards='maybe'"),
+        (["--learning-rate", "nan"], "learning_rate='nan'"),
+        (["--env-kwargs", "{a: [1"], "--env-kwargs '{a: [1' is not a valid value"),
+        (["--num-models", "0"], "num_models=0"),
+    ],
+)
+def test_bad_field_values_are_one_line_and_exit_code_2(capsys, argv, needle):
+    assert needle in one_line_exit_2(capsys, argv)
+
+
+def test_device_and_backend_this_machine_lacks_are_one_line(capsys, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "device='cuda'" in one_line_exit_2(capsys, ["--device", "cuda"])
+    find_spec = importlib.util.find_spec
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "vllm" else find_spec(name, *a),
+    )
+    err = one_line_exit_2(capsys, ["--generation-backend", "vllm"])
+    assert "generation_backend='vllm'" in err and "pip install" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"\x00\x01\x02\xff\xfe", "is not UTF-8 text"),
+        (b"env: [unclosed\n", "is not valid YAML"),
+        (b"- a\n", "must hold a mapping"),
+        (b"checkpoint_dir: 123\n", "checkpoint_dir=123"),
+        (b"log_dir: [a]\n", "log_dir=['a']"),
+        (b"run_name: 5\n", "run_name=5"),
+        (b"system_prompt: 5\n", "system_prompt=5"),
+        (b"model_names: {custom: 5}\n", "model_names={'custom': 5}"),
+        (b"scale_rewards: 5\n", "scale_rewards=5"),
+    ],
+)
+def test_bad_yaml_files_are_one_line_and_exit_code_2(tmp_path, capsys, content, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    assert needle in one_line_exit_2(capsys, ["--config", str(path)])
+
+
+def test_the_command_prints_one_line_and_no_traceback(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\x00\x01\x02\xff\xfe")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for argv in (["--config", str(path)], ["--seed", "4294967296"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "srl_trainers.run", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("modules", ["[nope]", "[q_proj, nope]"])
+def test_lora_target_modules_the_model_lacks_are_one_line(
+    tiny_model_path, tmp_path, capsys, modules
+):
+    with pytest.raises(SystemExit) as exc:
+        main(tiny_args(tiny_model_path, tmp_path, "--lora-target-modules", modules))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err  # after transformers' weight-loading progress bar
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("python -m srl_trainers.run: error: target_modules=")
+    assert "lora_target_modules" in last and "'nope'" in last and "q_proj" in last
+
+
 def test_yaml_config_merges_with_overrides(tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(

@@ -206,9 +206,16 @@ def test_cli_checkpoint_and_json(tiny_model_path, tmp_path, capsys):
         (["--config", "x.yaml", "--episodes", "0"], "--episodes 0"),
         (["--config", "x.yaml", "--temperature", "-1"], "--temperature -1"),
         (["--config", "x.yaml", "--checkpoint", "latest"], "not allowed with argument"),
+        (["--config", "{tmp}/binary.yaml"], "is not UTF-8 text"),
+        (["--config", "{tmp}/bad_field.yaml"], "run_name=5"),
+        (["--config", "{tmp}/good.yaml", "--json", "{tmp}"], "is a directory"),
+        (["--config", "{tmp}/good.yaml", "--temperature", "nan"], "--temperature nan"),
     ],
 )
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
+    (tmp_path / "binary.yaml").write_bytes(b"\x00\x01\x02\xff\xfe")
+    (tmp_path / "bad_field.yaml").write_text("run_name: 5\n")
+    (tmp_path / "good.yaml").write_text("env: team_battle\n")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exc:
         main(argv)
