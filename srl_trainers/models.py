@@ -237,6 +237,18 @@ class _Sampler:
         return torch.stack(self.steps[:num_tokens], dim=1).tolist()
 
 
+class _Cancel:
+    """A stopping criterion that ends the whole ``generate`` call once ``cancel()`` is True
+    (checked after every decoding step)."""
+
+    def __init__(self, cancel: Callable[[], bool]) -> None:
+        self.cancel = cancel
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any):
+        stop = bool(self.cancel())
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
 # ---------------------------------------------------------------------- the pool
 class ModelPool:
     """One frozen base model + N LoRA adapters (PEFT multi-adapter) on it.
@@ -299,6 +311,12 @@ class ModelPool:
             {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
         )
         self.hidden_size = int(model.config.get_text_config().hidden_size)
+        # (in, out) features of every linear layer of the base: what an adapter must fit
+        self._linear_shapes = {
+            name: (m.in_features, m.out_features)
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Linear)
+        }
         # Mixed-adapter batches: False (default) uses the pool's per-row LoRA path, True PEFT's
         # ``adapter_names=`` path (slower on CPU; also what LoRA variants such as DoRA need).
         self.peft_mixed_batch = False
@@ -405,9 +423,45 @@ class ModelPool:
         self.model.peft_config[name].save_pretrained(str(out))
         return out
 
+    def check_adapter_fits(self, directory: str | Path) -> None:
+        """ValueError when the saved adapter in ``directory`` does not fit this base model: a
+        LoRA weight for a layer the base does not have, or of the wrong shape (an adapter of
+        another base model). It reads only the weights' header, and runs before
+        :meth:`load_adapter` touches the model (PEFT would fail halfway, leaving half-injected
+        layers behind). The messages do not name the directory."""
+        from safetensors import SafetensorError, safe_open
+
+        try:  # safe_open is not iterable: keys() it is
+            with safe_open(str(Path(directory) / ADAPTER_WEIGHTS), framework="pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        except (OSError, SafetensorError) as exc:
+            raise ValueError(
+                f"{ADAPTER_WEIGHTS} is not a readable safetensors file: {exc}"
+            ) from None
+        for key, shape in shapes.items():
+            module, sep, part = key.removeprefix("base_model.model.").rpartition(".lora_")
+            if not sep or part not in ("A.weight", "B.weight"):
+                continue  # not a LoRA matrix (e.g. a DoRA magnitude)
+            if module not in self._linear_shapes:
+                raise ValueError(
+                    f"the adapter has LoRA weights for {module!r}, which is not a linear layer "
+                    "of this base model (an adapter trained on another base model?)"
+                )
+            fan_in, fan_out = self._linear_shapes[module]
+            rank = shape[0] if part == "A.weight" else shape[-1]
+            want = (rank, fan_in) if part == "A.weight" else (fan_out, rank)
+            if shape != want:
+                raise ValueError(
+                    f"the adapter's {key} has shape {list(shape)}, but {module} of this base "
+                    f"model maps {fan_in} to {fan_out} features (an adapter trained on another "
+                    "base model?)"
+                )
+
     def load_adapter(self, name: str, directory: str | Path) -> None:
         """Load a saved adapter into adapter ``name`` (in place: the parameter objects, and
-        so any optimizer holding them, stay the same), or add it if the pool has no such one."""
+        so any optimizer holding them, stay the same), or add it if the pool has no such one.
+        ValueError, with the model untouched, for an adapter that does not fit the base
+        (:meth:`check_adapter_fits`)."""
         from peft import PeftConfig, PeftModel, set_peft_model_state_dict
         from safetensors.torch import load_file
 
@@ -416,6 +470,7 @@ class ModelPool:
             raise FileNotFoundError(
                 f"{src} holds no PEFT adapter ({ADAPTER_WEIGHTS}, {ADAPTER_CONFIG})"
             )
+        self.check_adapter_fits(src)
         if name in self._adapters:
             saved = PeftConfig.from_pretrained(str(src))
             mine = self.model.peft_config[name]
@@ -515,6 +570,7 @@ class ModelPool:
         do_sample: bool = True,
         generator_seed: int | None = None,
         stop: Sequence[str] | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> list[Generation]:
         """Complete every prompt with its adapter (None: the base model) in ONE batched call.
 
@@ -525,9 +581,11 @@ class ModelPool:
         same completions. Log-probs are under log_softmax(logits / temperature), what
         :meth:`sequence_logprobs` computes; ``do_sample=False`` is greedy. ``stop``: stop
         strings; a completion ends with the token that completes one (:func:`cut_at_stop`),
-        and the batch stops early once every row has.
+        and the batch stops early once every row has. ``cancel``: called after every decoding
+        step; once it returns True the call ends there, every row as far as it got (a server
+        stops work nobody waits for any more).
         """
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         if len(prompt_ids) != len(adapters):
             raise ValueError(f"{len(prompt_ids)} prompts but {len(adapters)} adapters")
@@ -575,6 +633,9 @@ class ModelPool:
                 eos_token_id=self.eos_token_ids,
                 use_cache=True,
                 **({"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}),
+                **(
+                    {"stopping_criteria": StoppingCriteriaList([_Cancel(cancel)])} if cancel else {}
+                ),
                 **kwargs,
             )
         new = sequences[:, input_ids.shape[1] :]

@@ -62,14 +62,16 @@ def trained(tiny_model_path, tmp_path_factory):
 
 
 @pytest.fixture
-def servers(tiny_model_path):
-    """Two srl serve instances (own pools) on consecutive free ports, like one per GPU."""
+def servers(tiny_model_path, tmp_path_factory):
+    """Two srl serve instances (own pools) on consecutive free ports, like one per GPU; they
+    may load adapters from anywhere under pytest's temp root."""
+    allowed = [tmp_path_factory.getbasetemp()]
     for _ in range(50):
         base = random.randint(20_000, 60_000)
         started = []
         try:
             for i in range(2):
-                app = create_app(make_pool(tiny_model_path), batch_wait_ms=20)
+                app = create_app(make_pool(tiny_model_path), batch_wait_ms=20, adapter_dirs=allowed)
                 started.append(BackgroundServer(app, port=base + i))
         except OSError:  # a port is taken: try another pair
             for s in started:
