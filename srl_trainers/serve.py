@@ -67,7 +67,6 @@ import socket
 import sys
 import threading
 import time
-import typing
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +80,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from srl_trainers.cli import ArgumentParser
 from srl_trainers.models import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -1041,13 +1041,6 @@ def _bind_warning(host: str, api_key: str | None) -> str | None:
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit code 2 (no usage dump)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     allowed = (
         f"a whole number in [{low}, {high}]" if high is not None else f"a whole number >= {low}"
@@ -1101,7 +1094,7 @@ def _existing_dir(text: str) -> Path:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m srl_trainers.serve",
         description="Serve a base model and srl LoRA adapters over an OpenAI-compatible API.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -1288,7 +1281,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ModelUnavailableError, FileNotFoundError, ValueError) as exc:
         sock.close()
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.fail(exc)
     names = ", ".join([args.served_model_name, *pool.adapter_names])
     loading = "from " + ", ".join(map(str, args.adapter_dir)) if args.adapter_dir else "off"
     print(
