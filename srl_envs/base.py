@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import string
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -84,6 +84,14 @@ class SRLParallelEnv(ParallelEnv):
     #: it after the assistant turn marker (``MultiModelConfig.response_prefix="auto"``): small
     #: models answer in format far more often when the keyword is already written.
     action_prefix: str | None = None
+    #: The registered id of the game played, whose scripted bots play it
+    #: (``srl_envs.make_bot(env.base_id, ...)``); a staged env gives its base game's.
+    base_id: ClassVar[str]
+    #: A staged env's :class:`~srl_envs.staged.Curriculum`; None for a plain game, whose
+    #: episodes carry nothing from one to the next (every ``reset(seed=...)`` starts afresh).
+    curriculum: Any = None
+    #: What ``reset(options=...)`` may set for the episode it starts.
+    RESET_OPTIONS: ClassVar[tuple[str, ...]] = ("cooperation_level", "competition_intensity")
 
     def __init__(
         self,
@@ -195,6 +203,19 @@ class SRLParallelEnv(ParallelEnv):
     def reset(
         self, seed: int | None = None, options: dict | None = None
     ) -> tuple[dict[str, Any], dict[str, dict]]:
+        """PettingZoo's reset. ``options`` may set the episode's ``cooperation_level`` and
+        ``competition_intensity`` (they stay until changed again; a bad value is a
+        ValueError); other keys are ignored, as PettingZoo's own envs do (its
+        ``parallel_api_test`` passes one)."""
+        if options:
+            if "cooperation_level" in options:
+                self.cooperation_level = check_unit_interval(
+                    "cooperation_level", options["cooperation_level"]
+                )
+            if "competition_intensity" in options:
+                self.competition_intensity = check_float_range(
+                    "competition_intensity", options["competition_intensity"], 0.0
+                )
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self.agents = list(self.possible_agents)

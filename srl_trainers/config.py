@@ -568,9 +568,8 @@ class MultiModelConfig:
             )
         except (TypeError, ValueError) as exc:  # an unknown argument, or a bad value
             _fail("env_kwargs", self.env_kwargs, f"arguments that {env_id} accepts: {exc}")
-        # the staged env plays a base game and uses its bots (srl_envs.staged: look bots up
-        # with make_bot(env.base_id))
-        bot_env = srl_envs.spec(getattr(probe, "base_id", env_id))
+        # every env names the game whose bots play it (a staged env: its base game)
+        bot_env = srl_envs.spec(probe.base_id)
         bots = sorted(bot_env.bots)
         if self.opponent_policy != "base" and self.opponent_policy not in bots:
             _fail(

@@ -338,7 +338,7 @@ def _trainer_for(
         trainer.pool_of[slot].save_adapter(slot, directory)
         clone.pool_of[slot].load_adapter(slot, directory)
     for env, src in zip(clone.envs, trainer.envs):
-        if hasattr(env, "load_state_dict"):
+        if env.curriculum is not None:
             env.load_state_dict(src.state_dict())
     return clone
 
@@ -375,7 +375,7 @@ def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) 
         )
     for slot in trainer.slots:
         trainer.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
-    curricula = [env for env in trainer.envs if hasattr(env, "load_state_dict")]
+    curricula = [env for env in trainer.envs if env.curriculum is not None]
     if curricula:
         state = read_state(path / TRAINER_STATE_FILE)
         for env, sd in zip(curricula, state["curricula"]):
@@ -425,7 +425,7 @@ async def _play(
     batches = math.ceil(num_episodes / copies)
     teams = trainer.teams
     groups = _groups(trainer)
-    curricula = [(env, env.state_dict()) for env in trainer.envs if hasattr(env, "state_dict")]
+    curricula = [(env, env.state_dict()) for env in trainer.envs if env.curriculum is not None]
     played_states = _at_stage(trainer, curricula, stage)
     rng = capture_rng_state()
     start = time.time()

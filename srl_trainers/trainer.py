@@ -286,7 +286,7 @@ class MultiModelTrainer:
         self.envs = [probe] + [self.environment.make() for _ in range(self.num_copies - 1)]
         prefix = cfg.response_prefix
         if prefix == "auto":
-            prefix = getattr(probe, "action_prefix", None)
+            prefix = probe.action_prefix
         self.response_prefix: str = prefix or ""
         self._prefix_cache: dict[str, list[int]] = {}
         for policy in self.policies.values():
@@ -311,7 +311,7 @@ class MultiModelTrainer:
 
     def _bot_env_id(self) -> str:
         env = self.envs[0] if getattr(self, "envs", None) else self.environment.make()
-        return getattr(env, "base_id", self.environment.env_id)
+        return env.base_id
 
     def _build_policy_mapping(self) -> dict[str, str]:
         cfg = self.config
@@ -402,11 +402,7 @@ class MultiModelTrainer:
                 self.policies["frozen_base"].agents.append(agent)
             elif target.startswith("bot:"):
                 name = target[4:]
-                if (
-                    bot_env.bots
-                    and name not in bot_env.bots
-                    and not hasattr(self.environment.make(), "base_id")
-                ):
+                if bot_env.bots and name not in bot_env.bots:
                     raise ConfigError(
                         f"MultiModelConfig.opponent_policy/policy_mapping: unknown bot {name!r} "
                         f"for {bot_env.id}; use one of {sorted(bot_env.bots)}"
@@ -609,10 +605,9 @@ class MultiModelTrainer:
             "temperature": temperature if temperature > 0 else 1.0,
         }
         observations = []
+        episode_options = {"cooperation_level": coop, "competition_intensity": comp}
         for env, seed in zip(self.envs, seeds):
-            if not hasattr(env, "base_id"):  # the staged curriculum owns its cooperation level
-                env.cooperation_level, env.competition_intensity = coop, comp
-            obs, _ = env.reset(seed=seed)
+            obs, _ = env.reset(seed=seed, options=episode_options)  # staged: its stage's level
             observations.append(obs)
         for policy in self.policies.values():
             if isinstance(policy, BotPolicy):
@@ -1352,7 +1347,7 @@ class MultiModelTrainer:
                 for slot, turns in self._buffers.items()
             },
             "entropy_coef": self._entropy_coef,
-            "curricula": [env.state_dict() for env in self.envs if hasattr(env, "state_dict")],
+            "curricula": [env.state_dict() for env in self.envs if env.curriculum is not None],
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "checkpoints_saved": list(self.checkpoints_saved),
             "api": {
@@ -1376,7 +1371,7 @@ class MultiModelTrainer:
             slot: [Turn.from_dict(t) for t in turns] for slot, turns in state["buffers"].items()
         }
         self._entropy_coef.update(state["entropy_coef"])
-        curricula = [env for env in self.envs if hasattr(env, "load_state_dict")]
+        curricula = [env for env in self.envs if env.curriculum is not None]
         for env, sd in zip(curricula, state["curricula"]):
             env.load_state_dict(sd)
         if state["monitor"] is not None and self.config.enable_monitoring:

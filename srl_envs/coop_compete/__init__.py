@@ -35,7 +35,7 @@ def create_multi_model_coop_compete_env(
 
 register(
     EnvSpec(
-        id="srl/coop_compete-v0",
+        id=CoopCompeteEnv.base_id,
         entry_point=CoopCompeteEnv,
         bots=BOTS,
         default_bot="heuristic",

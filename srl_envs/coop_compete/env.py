@@ -147,6 +147,7 @@ FALLBACK_ACTION = HarvestAction(0, "")
 class CoopCompeteEnv(SRLParallelEnv):
     """The commons game as a PettingZoo ``ParallelEnv`` (see the module docstring)."""
 
+    base_id: ClassVar[str] = "srl/coop_compete-v0"
     metadata: ClassVar[dict[str, Any]] = {
         "name": "coop_compete_v0",
         "render_modes": list(RENDER_MODES),

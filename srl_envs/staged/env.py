@@ -86,10 +86,12 @@ Arguments
   base's other arguments: passed to the base, see below.
 * ``**base_kwargs``: any other argument of the base game, for every stage. Arguments that
   a stage sets, the agent count and ``cooperation_level`` belong to the stages and are
-  rejected here.
+  rejected here; for the same reason ``reset(options=...)`` does not apply the
+  ``cooperation_level`` and ``competition_intensity`` that the plain games take there.
 
 The scripted bots of the registry entry are ``coop_compete``'s (the base is only known at
-construction): a trainer should look bots up with ``srl_envs.make_bot(env.base_id)``.
+construction): a trainer looks bots up with ``srl_envs.make_bot(env.base_id)``, as it does
+for every game (a plain game's ``base_id`` is its own id, its ``curriculum`` None).
 Episode counting is per env instance; ``env.state_dict()`` / ``env.load_state_dict()``
 save and restore the curriculum and the seeding generator (a loaded stage applies from
 the next ``reset()``), and ``env.metrics()`` reports ``curriculum/...`` values.
@@ -111,7 +113,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from srl_envs.base import RENDER_MODES
+from srl_envs.base import RENDER_MODES, SRLParallelEnv
 from srl_envs.checks import check_choice, check_int_range, check_keywords
 from srl_envs.coop_compete import core as coop_core
 from srl_envs.registry import spec
@@ -400,7 +402,11 @@ class StagedEnv(ParallelEnv):
         self._warmup = self.curriculum.warmup
         self._episode_return = 0.0
         inner_seed = int(self._rng.integers(2**31 - 1))
-        observations, infos = self.env.reset(seed=inner_seed, options=options)
+        # the stages own the cooperation level: a caller's per-episode level does not apply
+        options = {
+            k: v for k, v in (options or {}).items() if k not in SRLParallelEnv.RESET_OPTIONS
+        }
+        observations, infos = self.env.reset(seed=inner_seed, options=options or None)
         return self._fit_observations(observations), infos
 
     def step(self, actions: dict[str, Any]):

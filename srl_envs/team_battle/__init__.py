@@ -25,7 +25,7 @@ def create_multi_model_team_battle(team_size: int = 4, **kwargs: Any) -> TeamBat
 
 register(
     EnvSpec(
-        id="srl/team_battle-v0",
+        id=TeamBattleEnv.base_id,
         entry_point=TeamBattleEnv,
         bots=BOTS,
         default_bot="heuristic",

@@ -149,6 +149,7 @@ __all__ = ["TeamBattleEnv"]
 class TeamBattleEnv(SRLParallelEnv):
     """Team Colonel Blotto as a PettingZoo ``ParallelEnv`` (see the module docstring)."""
 
+    base_id: ClassVar[str] = "srl/team_battle-v0"
     metadata: ClassVar[dict[str, Any]] = {
         "name": "team_battle_v0",
         "render_modes": list(RENDER_MODES),
