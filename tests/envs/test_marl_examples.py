@@ -14,14 +14,6 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def check(result) -> None:
     assert math.isfinite(result.trained) and math.isfinite(result.random)
     assert result.changed(), "training moved no parameter"

@@ -12,14 +12,6 @@ torch = pytest.importorskip("torch")
 from examples.marl_torchrl import train  # noqa: E402
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.filterwarnings("ignore:PettingZoo in TorchRL is tested")
 @pytest.mark.parametrize(
     "env_id,kwargs",

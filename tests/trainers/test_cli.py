@@ -135,20 +135,12 @@ def test_bad_field_values_are_one_line_and_exit_code_2(capsys, argv, needle):
     assert needle in one_line_exit_2(capsys, argv)
 
 
-def test_device_and_backend_this_machine_lacks_are_one_line(capsys, monkeypatch):
-    import importlib.util
+def test_device_and_backend_this_machine_lacks_are_one_line(capsys, monkeypatch, no_vllm):
 
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert "device='cuda'" in one_line_exit_2(capsys, ["--device", "cuda"])
-    find_spec = importlib.util.find_spec
-    monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "vllm" else find_spec(name, *a),
-    )
     err = one_line_exit_2(capsys, ["--generation-backend", "vllm"])
     assert "generation_backend='vllm'" in err and "pip install" in err
 

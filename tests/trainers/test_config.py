@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib.util
 import math
 import sys
 import types
@@ -230,14 +229,7 @@ def test_device_cuda_needs_a_cuda_gpu(monkeypatch):
     assert MultiModelConfig(device="cuda").device == "cuda"
 
 
-def test_generation_backend_vllm_needs_vllm(monkeypatch):
-    find_spec = importlib.util.find_spec
-    monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "vllm" else find_spec(name, *a),
-    )
+def test_generation_backend_vllm_needs_vllm(monkeypatch, no_vllm):
     with pytest.raises(ConfigError, match=r"generation_backend='vllm' .*pip install 'srl\[vllm\]'"):
         MultiModelConfig(generation_backend="vllm")
     monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))  # as the fakes do
