@@ -43,7 +43,9 @@ from agilerl.components.replay_buffer import ReplayBuffer
 from agilerl.training.train_multi_agent_off_policy import train_multi_agent_off_policy
 
 import srl_envs
-from examples.marl_common import Parser, score
+from examples.marl_common import make_parser as common_parser
+from examples.marl_common import score
+from srl_trainers.cli import ArgumentParser
 
 
 @dataclass
@@ -126,14 +128,9 @@ def train(
     return result
 
 
-def make_parser() -> Parser:
-    parser = Parser(prog="python -m examples.marl_agilerl", description="MADDPG (AgileRL)")
+def make_parser() -> ArgumentParser:
+    parser = common_parser("python -m examples.marl_agilerl", "MADDPG (AgileRL)")
     parser.add_argument("--steps", type=int, default=20_000, help="env steps of training")
-    parser.add_argument(
-        "--cooperation-level", type=float, default=1.0, help="the env's cooperation_level"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="torch, numpy and evaluation seed")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="seeded evaluation episodes")
     return parser
 
 

@@ -10,12 +10,12 @@ The same seeds score the random baseline, where the learners play at random too.
 
 from __future__ import annotations
 
-import argparse
-import typing
 from collections.abc import Callable
 from typing import Any
 
 from pettingzoo import ParallelEnv
+
+from srl_trainers.cli import ArgumentParser
 
 #: Maps the learners' observations (agent -> observation) to their actions.
 Policy = Callable[[dict[str, Any]], dict[str, Any]]
@@ -46,8 +46,12 @@ def score(env: ParallelEnv, policy: Policy | None, episodes: int = 20, seed: int
     return total / (episodes * len(mine))
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit code 2 (no usage dump)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+def make_parser(prog: str, description: str) -> ArgumentParser:
+    """The examples' shared options (their errors one line and exit code 2, as srl's CLIs)."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--cooperation-level", type=float, default=1.0, help="the env's cooperation_level"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="torch, numpy and evaluation seed")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="seeded evaluation episodes")
+    return parser

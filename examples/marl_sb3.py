@@ -44,7 +44,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import set_random_seed
 
 import srl_envs
-from examples.marl_common import Parser, score
+from examples.marl_common import make_parser as common_parser
+from examples.marl_common import score
+from srl_trainers.cli import ArgumentParser
 
 
 @dataclass
@@ -115,18 +117,12 @@ def train(
     return result
 
 
-def make_parser() -> Parser:
-    parser = Parser(
-        prog="python -m examples.marl_sb3",
-        description="shared-policy PPO (SB3 + SuperSuit) on an srl env",
+def make_parser() -> ArgumentParser:
+    parser = common_parser(
+        "python -m examples.marl_sb3", "shared-policy PPO (SB3 + SuperSuit) on an srl env"
     )
     parser.add_argument("--env", default="srl/coop_compete-v0", help="registered env id")
     parser.add_argument("--timesteps", type=int, default=200_000, help="agent-steps of training")
-    parser.add_argument(
-        "--cooperation-level", type=float, default=1.0, help="the env's cooperation_level"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="torch, numpy and evaluation seed")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="seeded evaluation episodes")
     return parser
 
 
