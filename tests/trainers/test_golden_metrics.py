@@ -16,8 +16,12 @@ import pytest
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 REGENERATE = "python tests/golden/trainer_metrics.py"
 # float32 round-off: the runs are seeded and single-threaded, so a pure refactor reproduces the
-# numbers to the last bits; the tolerance only absorbs a different summation order.
-RTOL, ATOL = 1e-5, 1e-7
+# numbers on one machine to the last bits; the tolerance absorbs a different summation order and
+# another CPU's kernels. Measured 2026-12-02 on a machine other than the one that wrote the file:
+# GRPO runs identical, PPO runs off by up to 2.3e-5 relative (losses, explained variance, weight
+# sums) and 2.1e-7 absolute (policy losses near 0). A change of behaviour moves them by far more,
+# and the texts the agents wrote are compared exactly.
+RTOL, ATOL = 1e-4, 1e-6
 
 
 def _load_harness():
