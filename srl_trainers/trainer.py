@@ -31,9 +31,7 @@ import random
 import signal
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
 from copy import deepcopy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ import torch
 
 import srl_envs
 from srl_envs.staged import StagedEnv
-from srl_trainers.algorithms import ValueHead, compute_gae, group_advantages, grpo_loss, ppo_loss
+from srl_trainers.algorithms import ValueHead, grpo_loss, ppo_loss
 from srl_trainers.api import APIPolicy
 from srl_trainers.checkpoint import (
     RNG_FILE,
@@ -63,12 +61,33 @@ from srl_trainers.config import (
     TrainingMode,
     WeightUpdateStrategy,
 )
+from srl_trainers.credit import (
+    compute_returns,
+    counterfactual_baseline,
+    grpo_advantages,
+    ppo_advantages,
+)
 from srl_trainers.models import ModelPool, resolve_checkpoint, token_range
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
+from srl_trainers.rollout import (
+    DEFAULT_SYSTEM_PROMPT,
+    EVAL_SEED_OFFSET,
+    GAME_FIGURES,
+    RolloutResult,
+    TrainingEnvironment,
+    Turn,
+)
 from srl_trainers.strategies import make_strategy
 
-__all__ = ["ModeController", "MultiModelTrainer", "TrainingEnvironment", "Turn"]
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "ModeController",
+    "MultiModelTrainer",
+    "TrainingEnvironment",
+    "Turn",
+    "counterfactual_baseline",
+]
 
 # Files of a checkpoint besides the adapters (adapters/<slot>/, PEFT safetensors): tensors
 # through torch.save / checkpoint.load_tensors, the plain training state as JSON.
@@ -87,112 +106,6 @@ RESUME_FIELDS = (
     "lora_alpha",
     "lora_target_modules",
 )
-
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a player in a multi-agent game. Read the rules and the state, then answer with "
-    "your action in exactly the format the prompt shows. Be brief."
-)
-# Game figures averaged into env/<name> and model/<policy>/<name> metrics (when a game
-# reports them in infos): commons harvests and stock, team battle fields and margin.
-GAME_FIGURES = frozenset(
-    {"harvest", "group_harvest", "stock", "fields_won", "fields_lost", "margin"}
-)
-# Training env seeds live below 2**31; evaluation seeds start at EVAL_SEED_OFFSET, so the two
-# never overlap.
-EVAL_SEED_OFFSET = 2**40
-
-
-# ------------------------------------------------------------------------------ data
-@dataclass
-class Turn:
-    """One LLM action: a training sample of ``slot``."""
-
-    slot: str
-    episode: int
-    copy: int
-    group: int
-    agent: str
-    round: int
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    gen_logprobs: list[float]
-    text: str
-    reward: float = 0.0
-    ret: float = 0.0
-    advantage: float = 0.0
-    invalid: bool = False
-    done: bool = False
-    baseline: float = math.nan  # counterfactual baseline of the turn's reward; NaN: group mean
-    # completion tokens [i, j) that wrote the part of the text the env read the action from
-    action_tokens: tuple[int, int] | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Turn:
-        """The turn whose ``dataclasses.asdict`` (through JSON) is ``data``."""
-        span = data["action_tokens"]
-        return cls(**{**data, "action_tokens": None if span is None else tuple(span)})
-
-
-@dataclass
-class RolloutResult:
-    """What one training episode's env copies produced."""
-
-    turns: list[Turn]
-    # per copy: agent -> summed raw score, summed reward, invalid count, turns
-    raw_totals: list[dict[str, float]]
-    reward_totals: list[dict[str, float]]
-    invalid_counts: list[dict[str, int]]
-    turn_counts: list[dict[str, int]]
-    env_metrics: dict[str, float] = field(default_factory=dict)
-    tokens_generated: int = 0
-    generation_seconds: float = 0.0
-
-
-# ------------------------------------------------------------------------------ env side
-class TrainingEnvironment:
-    """The environment the trainer plays, with the custom reward hook users expect.
-
-    ``reward_function(model_output: str, context: dict) -> float`` is called for every LLM
-    turn; with ``reward_function_mode="add"`` (default) its value is added to the env reward,
-    with ``"replace"`` it replaces it. ``context`` holds ``agent``, ``policy_id``, ``round``,
-    ``observation``, ``action`` (the parsed action), ``invalid``, ``env_reward``,
-    ``raw_score`` and ``info``.
-    """
-
-    def __init__(self, config: MultiModelConfig) -> None:
-        self.config = config
-        self.reward_function: Callable[[str, dict[str, Any]], float] | None = None
-        self.reward_function_mode = "add"
-
-    @property
-    def env_id(self) -> str:
-        return srl_envs.spec(self.config.env).id
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """Constructor kwargs: ``episode_length`` and the player count from the config, then
-        the user's ``env_kwargs`` on top."""
-        kwargs: dict[str, Any] = {"episode_length": self.config.episode_length}
-        if self.config.env in ("coop_compete", "staged") and self.config.policy_mapping is None:
-            kwargs["num_models"] = max(self.config.num_models, 2)
-        return {**kwargs, **self.config.env_kwargs}
-
-    def make(self):
-        try:
-            return srl_envs.make(self.config.env, **self.env_kwargs())
-        except ValueError as exc:
-            raise ConfigError(f"MultiModelConfig.env_kwargs: {exc}") from None
-
-    def custom_reward(self, text: str, context: dict[str, Any], env_reward: float) -> float:
-        if self.reward_function is None:
-            return env_reward
-        if self.reward_function_mode not in ("add", "replace"):
-            raise ConfigError(
-                f"reward_function_mode={self.reward_function_mode!r}: use 'add' or 'replace'"
-            )
-        value = float(self.reward_function(text, context))
-        if not math.isfinite(value):
-            raise ValueError(f"reward_function returned {value!r} for agent {context['agent']}")
-        return value if self.reward_function_mode == "replace" else env_reward + value
 
 
 class ModeController:
@@ -842,50 +755,19 @@ class MultiModelTrainer:
     # ================================================================= returns and advantages
     @staticmethod
     def _compute_returns(turns: list[Turn]) -> None:
-        """Reward-to-go per (copy, agent), undiscounted (the credit rule)."""
-        by_traj: dict[tuple[int, str], list[Turn]] = defaultdict(list)
-        for t in turns:
-            by_traj[(t.copy, t.agent)].append(t)
-        for traj in by_traj.values():
-            running = 0.0
-            for t in sorted(traj, key=lambda t: t.round, reverse=True):
-                running += t.reward
-                t.ret = running
+        compute_returns(turns)
 
     def _grpo_advantages(self, samples: list[Turn]) -> torch.Tensor:
-        keys = {}
-        ids = [keys.setdefault((t.episode, t.group, t.agent, t.round), len(keys)) for t in samples]
-        returns = torch.tensor([t.ret for t in samples], dtype=torch.float32)
-        baselines = None
-        if self.config.baseline == "counterfactual":
-            baselines = torch.tensor([t.baseline for t in samples], dtype=torch.float32)
-        return group_advantages(
-            returns,
-            torch.tensor(ids, dtype=torch.long),
+        return grpo_advantages(
+            samples,
+            counterfactual=self.config.baseline == "counterfactual",
             scale_by_std=self.config.scale_rewards,
-            baselines=baselines,
         )
 
     def _ppo_advantages(
         self, samples: list[Turn], values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
-        adv = torch.zeros(len(samples))
-        ret = torch.zeros(len(samples))
-        by_traj: dict[tuple[int, int, str], list[int]] = defaultdict(list)
-        for i, t in enumerate(samples):
-            by_traj[(t.episode, t.copy, t.agent)].append(i)
-        for idx in by_traj.values():
-            idx.sort(key=lambda i: samples[i].round)
-            a, r = compute_gae(
-                [samples[i].reward for i in idx],
-                [float(values[i]) for i in idx],
-                gamma=cfg.gamma,
-                lam=cfg.gae_lambda,
-            )
-            adv[idx] = torch.as_tensor(a, dtype=torch.float32)
-            ret[idx] = torch.as_tensor(r, dtype=torch.float32)
-        return adv, ret
+        return ppo_advantages(samples, values, gamma=self.config.gamma, lam=self.config.gae_lambda)
 
     # ================================================================= loss and updates
     def _update_policies(self, episode: int) -> dict[str, float]:
@@ -1446,39 +1328,6 @@ class MultiModelTrainer:
 _MICRO_BATCH = 8
 # the logged metric that the adaptive entropy target follows, per entropy_scope
 _SCOPE_METRIC = {"completion": "entropy", "action": "action_entropy", "numbers": "number_entropy"}
-
-
-def counterfactual_baseline(
-    env_before: Any,
-    joint_action: dict[str, Any],
-    agent: str,
-    alternatives: list[Any],
-    reward_of: Callable[[Any, float, dict[str, Any]], float],
-) -> float:
-    """The mean reward ``agent`` would have got playing each of ``alternatives`` instead of
-    its own action, the other agents' actions in ``joint_action`` unchanged: each distinct
-    alternative is replayed once on a deep copy of ``env_before`` (the env just before the
-    step). ``reward_of(action, env_reward, info)`` turns a replay's env reward into the
-    credited reward. NaN without alternatives.
-
-    With the alternatives drawn from the agent's policy for the same prompt (its answers in
-    the other copies of a GRPO group), ``reward - baseline`` credits the agent for what its
-    own answer changed, not for what its teammates did: the sampled form of COMA's
-    counterfactual baseline. It is exact for a step that ends the game; later rounds would
-    need more than one step replayed, so the trainer uses it for such steps only.
-    """
-    if not alternatives:
-        return math.nan
-    replayed: dict[str, float] = {}
-    total = 0.0
-    for action in alternatives:
-        key = repr(action)
-        if key not in replayed:
-            env = deepcopy(env_before)
-            _, rewards, _, _, infos = env.step({**joint_action, agent: action})
-            replayed[key] = reward_of(action, rewards[agent], infos[agent])
-        total += replayed[key]
-    return total / len(alternatives)
 
 
 def _check_writable_dir(name: str, path: str) -> None:
