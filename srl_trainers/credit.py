@@ -16,12 +16,14 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from copy import deepcopy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from srl_trainers.algorithms import compute_gae, group_advantages
-from srl_trainers.rollout import Turn
+
+if TYPE_CHECKING:
+    from srl_trainers.rollout import Turn
 
 __all__ = ["compute_returns", "counterfactual_baseline", "grpo_advantages", "ppo_advantages"]
 

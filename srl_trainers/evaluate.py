@@ -436,7 +436,7 @@ async def _play(
         for batch in range(batches):
             for env, state in played_states:  # every batch plays the same curriculum stage
                 env.load_state_dict(state)
-            result = await trainer._rollout(
+            result = await trainer.rollout.play(
                 batch, coop, comp, evaluation=True, temperature=temperature
             )
             for c in range(copies):

@@ -5,24 +5,35 @@
   sampling log-probs, the reward and what credit assignment adds to it).
 * :class:`RolloutResult`: what one episode's env copies produced (turns and per-copy totals).
 
-The rollout loop itself is :meth:`srl_trainers.trainer.MultiModelTrainer.rollout`;
-``srl_trainers.credit`` turns its turns into returns and advantages.
+* :class:`Rollout`: the loop that plays E env copies to the end with a population;
+  ``srl_trainers.credit`` turns its turns into returns and advantages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from collections import defaultdict
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 import srl_envs
+from srl_trainers.api import APIPolicy
 from srl_trainers.config import ConfigError, MultiModelConfig
+from srl_trainers.credit import counterfactual_baseline
+from srl_trainers.models import ModelPool, token_range
+from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "EVAL_SEED_OFFSET",
     "GAME_FIGURES",
+    "Rollout",
     "RolloutResult",
     "TrainingEnvironment",
     "Turn",
@@ -133,3 +144,306 @@ class TrainingEnvironment:
         if not math.isfinite(value):
             raise ValueError(f"reward_function returned {value!r} for agent {context['agent']}")
         return value if self.reward_function_mode == "replace" else env_reward + value
+
+
+class Rollout:
+    """Plays every env copy of a training (or evaluation) episode to the end.
+
+    Every round, the prompts of all agents played by LoRA slots of one base model go into ONE
+    batched, mixed-adapter ``generate`` call (``pools[checkpoint]``, or its vLLM backend in
+    ``backends``); scripted bots and API models answer for the other agents, the API models
+    concurrently with the local generate calls. :meth:`play` returns the LLM turns with their
+    rewards (through the user's ``reward_function``), the counterfactual baselines when the
+    config asks for them, and per-copy totals.
+
+    ``envs``: the E env copies (GRPO groups of ``group_size`` consecutive copies share a seed);
+    ``policies`` / ``policy_mapping``: the population (policy id -> policy, agent -> policy id);
+    ``pools``: checkpoint -> :class:`~srl_trainers.models.ModelPool` (prompt formatting, the
+    tokenizer and, without a backend, generation).
+    """
+
+    def __init__(
+        self,
+        config: MultiModelConfig,
+        environment: TrainingEnvironment,
+        envs: list[Any],
+        policies: dict[str, Policy],
+        policy_mapping: dict[str, str],
+        *,
+        pools: dict[str, Any],
+        backends: dict[str, Any] | None = None,
+        response_prefix: str = "",
+    ) -> None:
+        self.config = config
+        self.environment = environment
+        self.envs = envs
+        self.policies = policies
+        self.policy_mapping = policy_mapping
+        self.pools = pools
+        self.backends = backends if backends is not None else {}
+        self.response_prefix = response_prefix
+        self._prefix_cache: dict[str, list[int]] = {}
+
+    def env_seed(self, episode: int, group: int) -> int:
+        """Seed of the env copies of one GRPO group (shared inside the group)."""
+        return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
+
+    async def play(
+        self,
+        episode: int,
+        coop: float,
+        comp: float,
+        *,
+        evaluation: bool = False,
+        temperature: float | None = None,
+    ) -> RolloutResult:
+        """Play every env copy to the end. Training: GRPO groups share a seed. Evaluation:
+        every copy gets its own seed from the evaluation range, and ``temperature=0`` decodes
+        greedily."""
+        cfg = self.config
+        g = cfg.group_size if cfg.algorithm == "grpo" and not evaluation else 1
+        seeds = [
+            EVAL_SEED_OFFSET + episode * len(self.envs) + c
+            if evaluation
+            else self.env_seed(episode, c // g)
+            for c in range(len(self.envs))
+        ]
+        temperature = cfg.temperature if temperature is None else temperature
+        sampling = {
+            "do_sample": temperature > 0,
+            "temperature": temperature if temperature > 0 else 1.0,
+        }
+        observations = []
+        episode_options = {"cooperation_level": coop, "competition_intensity": comp}
+        for env, seed in zip(self.envs, seeds):
+            obs, _ = env.reset(seed=seed, options=episode_options)  # staged: its stage's level
+            observations.append(obs)
+        for policy in self.policies.values():
+            if isinstance(policy, BotPolicy):
+                policy.reset([seed + 17 for seed in seeds])
+        E = len(self.envs)
+        raw = [defaultdict(float) for _ in range(E)]
+        rew = [defaultdict(float) for _ in range(E)]
+        inval = [defaultdict(int) for _ in range(E)]
+        counts = [defaultdict(int) for _ in range(E)]
+        env_metrics: dict[str, list[float]] = defaultdict(list)
+        turns: list[Turn] = []
+        tokens, gen_seconds = 0, 0.0
+        live = [bool(env.agents) for env in self.envs]
+        round_idx = 0
+        while any(live):
+            # --- who acts: LLM requests grouped by base model, bots answer directly
+            requests: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+            api_requests: dict[str, list[tuple[int, str]]] = defaultdict(list)
+            actions: list[dict[str, str]] = [{} for _ in range(E)]
+            for copy in range(E):
+                if not live[copy]:
+                    continue
+                for agent in self.envs[copy].agents:
+                    policy = self.policies[self.policy_mapping[agent]]
+                    if isinstance(policy, LoRAPolicy):
+                        adapter = (
+                            policy.policy_id if policy.trainable else None
+                        )  # None: frozen base
+                        requests[policy.checkpoint].append((copy, agent, adapter))
+                    elif isinstance(policy, APIPolicy):
+                        api_requests[policy.policy_id].append((copy, agent))
+                    else:
+                        actions[copy][agent] = policy.act(copy, observations[copy][agent])
+            # --- one mixed-adapter generate call per base model
+            t0 = time.time()
+            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx + 7 * evaluation) % (
+                2**31 - 1
+            )
+            jobs = []
+            for checkpoint, reqs in requests.items():
+                pool = self.pools[checkpoint]
+                prefix_ids = self._prefix_ids(pool)
+                prompts = pool.format_prompts(
+                    [observations[c][a] for c, a, _ in reqs],
+                    self._system_prompt(),
+                    max_new_tokens=cfg.max_new_tokens + len(prefix_ids),
+                )
+                prompts = [p + prefix_ids for p in prompts]  # the assistant prefill, if any
+                generate = (
+                    self.backends[checkpoint].generate
+                    if checkpoint in self.backends
+                    else pool.generate
+                )
+                jobs.append(
+                    asyncio.to_thread(
+                        generate,
+                        prompts,
+                        [s for _, _, s in reqs],
+                        max_new_tokens=cfg.max_new_tokens,
+                        top_p=cfg.top_p,
+                        generator_seed=gen_seed,
+                        stop=cfg.stop,
+                        **sampling,
+                    )
+                )
+            # API policies answer concurrently with the local generate calls
+            api_jobs = [
+                self.policies[pid].act_batch(
+                    [observations[c][a] for c, a in reqs],
+                    self._system_prompt(),
+                    temperature=temperature,
+                )
+                for pid, reqs in api_requests.items()
+            ]
+            results = await asyncio.gather(*jobs, *api_jobs)
+            results, api_results = results[: len(jobs)], results[len(jobs) :]
+            gen_seconds += time.time() - t0
+            for reqs, answers in zip(api_requests.values(), api_results):
+                for (copy, agent), answer in zip(reqs, answers):
+                    # a failed request (counted by the policy) is an empty, invalid action
+                    actions[copy][agent] = answer.text
+            pending: dict[tuple[int, str], Turn] = {}
+            for reqs, gens in zip(requests.values(), results):
+                for (copy, agent, slot), gen in zip(reqs, gens):
+                    text = self.response_prefix + gen.text
+                    actions[copy][agent] = text
+                    tokens += len(gen.completion_ids)
+                    if slot is None:
+                        continue
+                    pending[(copy, agent)] = Turn(
+                        slot=slot,
+                        episode=episode,
+                        copy=copy,
+                        group=copy // g,
+                        agent=agent,
+                        round=round_idx,
+                        prompt_ids=gen.prompt_ids,
+                        completion_ids=gen.completion_ids,
+                        gen_logprobs=gen.logprobs,
+                        text=text,
+                    )
+            # --- step every live copy
+            counterfactual = cfg.baseline == "counterfactual" and g > 1 and not evaluation
+            prompts_seen = list(observations)  # this round's, before the step replaces them
+            for copy in range(E):
+                if not live[copy]:
+                    continue
+                env = self.envs[copy]
+                trained_here = any((copy, agent) in pending for agent in actions[copy])
+                before = deepcopy(env) if counterfactual and trained_here else None
+                obs, rewards, terms, truncs, infos = env.step(actions[copy])
+                for agent, r in rewards.items():
+                    info = infos[agent]
+                    raw[copy][agent] += info["raw_score"]
+                    inval[copy][agent] += int(info["invalid_action"])
+                    counts[copy][agent] += 1
+                    turn = pending.get((copy, agent))
+                    if turn is not None:
+                        turn.invalid = bool(info["invalid_action"])
+                        turn.action_tokens = self._action_tokens(turn, info.get("action_span"))
+                        turn.done = bool(terms[agent] or truncs[agent])
+                        prompt = prompts_seen[copy][agent]
+                        r = self._turn_reward(turn, prompt, r, info)
+                        turn.reward = r
+                        turns.append(turn)
+                        if before is not None and turn.done:
+                            turn.baseline = self._counterfactual(
+                                turn, before, actions, prompts_seen, pending, g
+                            )
+                    rew[copy][agent] += r
+                for agent, info in infos.items():
+                    pid = self.policy_mapping[agent]
+                    for key in GAME_FIGURES.intersection(info):
+                        env_metrics[key].append(float(info[key]))
+                        env_metrics[f"{pid}/{key}"].append(float(info[key]))
+                observations[copy] = obs
+                live[copy] = bool(env.agents)
+                if not live[copy] and "collapsed" in next(iter(infos.values()), {}):
+                    env_metrics["survival_rate"].append(
+                        float(not next(iter(infos.values()))["collapsed"])
+                    )
+            round_idx += 1
+        return RolloutResult(
+            turns=turns,
+            raw_totals=[dict(x) for x in raw],
+            reward_totals=[dict(x) for x in rew],
+            invalid_counts=[dict(x) for x in inval],
+            turn_counts=[dict(x) for x in counts],
+            env_metrics={k: float(np.mean(v)) for k, v in env_metrics.items()},
+            tokens_generated=tokens,
+            generation_seconds=gen_seconds,
+        )
+
+    def _counterfactual(
+        self,
+        turn: Turn,
+        before: Any,
+        actions: list[dict[str, Any]],
+        prompts: list[dict[str, Any]],
+        pending: dict[tuple[int, str], Turn],
+        g: int,
+    ) -> float:
+        """The counterfactual baseline of a turn that ended its game: its agent's answers in
+        the other copies of its GRPO group that saw the same prompt, replayed in its place
+        on ``before`` (its env just before the step)."""
+        prompt = prompts[turn.copy][turn.agent]
+        mates = [
+            actions[j][turn.agent]
+            for j in range(turn.group * g, min((turn.group + 1) * g, len(actions)))
+            if j != turn.copy and (j, turn.agent) in pending and prompts[j][turn.agent] == prompt
+        ]
+        return counterfactual_baseline(
+            before,
+            actions[turn.copy],
+            turn.agent,
+            mates,
+            lambda text, reward, info: self._turn_reward(turn, prompt, reward, info, text=text),
+        )
+
+    def _turn_reward(
+        self,
+        turn: Turn,
+        prompt: Any,
+        env_reward: float,
+        info: dict[str, Any],
+        text: str | None = None,
+    ) -> float:
+        """The reward credited to an LLM turn: the env reward through the user's
+        ``reward_function`` (with ``text`` in place of the turn's own, for a replay)."""
+        context = {
+            "agent": turn.agent,
+            "policy_id": turn.slot,
+            "round": turn.round,
+            "observation": prompt,
+            "action": info["action"],
+            "invalid": bool(info["invalid_action"]),
+            "env_reward": env_reward,
+            "raw_score": info["raw_score"],
+            "info": info,
+        }
+        return self.environment.custom_reward(
+            turn.text if text is None else text, context, env_reward
+        )
+
+    def _action_tokens(self, turn: Turn, span: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The completion tokens that wrote ``span`` (characters of ``turn.text``, where the
+        env's parser read the action); ``None`` without a span or when it lies in the
+        prefilled response prefix."""
+        if span is None:
+            return None
+        shift = len(self.response_prefix)  # turn.text is the prefix + the completion's text
+        start, end = max(span[0] - shift, 0), span[1] - shift
+        tokenizer = self.pools[self.policies[turn.slot].checkpoint].tokenizer
+        return token_range(turn.completion_ids, tokenizer, start, end)
+
+    def _prefix_ids(self, pool: ModelPool) -> list[int]:
+        """Token ids of the response prefix (none without one): they end every prompt, so the
+        completion continues the prefilled answer (see ``MultiModelConfig.response_prefix``)."""
+        if pool.checkpoint not in self._prefix_cache:
+            prefix = self.response_prefix
+            ids = pool.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
+            self._prefix_cache[pool.checkpoint] = ids
+        return self._prefix_cache[pool.checkpoint]
+
+    def _system_prompt(self) -> str:
+        return (
+            self.config.system_prompt
+            if self.config.system_prompt is not None
+            else DEFAULT_SYSTEM_PROMPT
+        )

@@ -244,7 +244,7 @@ def test_response_prefix_is_prefilled_and_sent_to_the_env(
     assert trainer.response_prefix == expected
     outputs = []
     trainer.environment.reward_function = lambda text, context: outputs.append(text) or 0.0
-    rollout = asyncio.run(trainer._rollout(0, 0.5, 0.5))
+    rollout = asyncio.run(trainer.rollout.play(0, 0.5, 0.5))
     pool = next(iter(trainer.pools.values()))
     prefix_ids = pool.tokenizer.encode(expected, add_special_tokens=False) if expected else []
     assert rollout.turns and outputs
@@ -263,7 +263,7 @@ def test_stop_strings_cut_what_the_agents_write(tiny_model_path, tmp_path):
     and the others are untouched."""
     plain = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "plain"))
     plain.setup()
-    ref = asyncio.run(plain._rollout(0, 1.0, 0.0)).turns
+    ref = asyncio.run(plain.rollout.play(0, 1.0, 0.0)).turns
     tokenizer = plain.pools[next(iter(plain.pools))].tokenizer
     chars = [c for t in ref for c in t.text if c.isascii() and c.isprintable()]
     stop = max(set(chars), key=chars.count)  # in some completions, likely not in all
@@ -272,7 +272,7 @@ def test_stop_strings_cut_what_the_agents_write(tiny_model_path, tmp_path):
     cut.setup()
     seen = []
     cut.environment.reward_function = lambda text, context: seen.append(text) or 0.0
-    turns = asyncio.run(cut._rollout(0, 1.0, 0.0)).turns
+    turns = asyncio.run(cut.rollout.play(0, 1.0, 0.0)).turns
     assert len(turns) == len(ref)
     kinds = set()
     for want, got in zip(ref, turns):
@@ -331,7 +331,7 @@ def test_turns_know_the_tokens_their_action_was_read_from(tiny_model_path, tmp_p
     texts = [" 5 fish", " I take 13 today", " none", " 7"]
     trainer = _scripted_trainer(tiny_model_path, tmp_path, texts)
     tokenizer = next(iter(trainer.pools.values())).tokenizer
-    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    turns = asyncio.run(trainer.rollout.play(0, 1.0, 0.0)).turns
     read = {}
     for turn in turns:
         completion = tokenizer.decode(turn.completion_ids)
@@ -351,7 +351,7 @@ def test_entropy_scope_action_counts_only_the_action_tokens(tiny_model_path, tmp
     texts = [" 5 fish", " I take 13 today", " none", " 7"]
     trainer = _scripted_trainer(tiny_model_path, tmp_path / "m", texts)
     slot = trainer.slots[0]
-    trainer._buffers[slot] = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    trainer._buffers[slot] = asyncio.run(trainer.rollout.play(0, 1.0, 0.0)).turns
     trainer._buffers[slot] = [t for t in trainer._buffers[slot] if t.slot == slot]
     trainer._compute_returns(trainer._buffers[slot])
     batch = trainer._prepare_batch(slot)
@@ -406,7 +406,7 @@ def test_entropy_scope_numbers_counts_the_number_distribution_at_the_action_numb
     trainer = _scripted_trainer(tiny_model_path, tmp_path / "m", texts, entropy_scope="numbers")
     slot = trainer.slots[0]
     pool = trainer.pool_of[slot]
-    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    turns = asyncio.run(trainer.rollout.play(0, 1.0, 0.0)).turns
     trainer._buffers[slot] = [t for t in turns if t.slot == slot]
     trainer._compute_returns(trainer._buffers[slot])
     batch = trainer._prepare_batch(slot)
@@ -467,7 +467,7 @@ def test_number_kl_is_the_forward_kl_from_the_base_at_the_action_numbers(
     with torch.no_grad():  # a fresh adapter equals the base: move it away first
         for p in pool.trainable_parameters(slot):
             p.add_(torch.randn_like(p) * 0.3)
-    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    turns = asyncio.run(trainer.rollout.play(0, 1.0, 0.0)).turns
     trainer._buffers[slot] = [t for t in turns if t.slot == slot]
     trainer._compute_returns(trainer._buffers[slot])
     batch = trainer._prepare_batch(slot)
@@ -613,7 +613,7 @@ def test_counterfactual_baseline_reaches_the_advantages(tiny_model_path, tmp_pat
     trainer.setup()
     trainer.environment.reward_function = lambda text, context: float(len(text))
     trainer.environment.reward_function_mode = "replace"
-    turns = asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns
+    turns = asyncio.run(trainer.rollout.play(0, 1.0, 0.0)).turns
     trainer._compute_returns(turns)
     assert len({t.group for t in turns}) == 2 and all(t.done for t in turns)
     for t in turns:
@@ -648,7 +648,7 @@ def test_entropy_bonus_alone_raises_the_policy_entropy(tiny_model_path, tmp_path
         trainer.environment.reward_function_mode = "replace"
         slot = trainer.slots[0]
         pool = trainer.pool_of[slot]
-        turns = [t for t in asyncio.run(trainer._rollout(0, 1.0, 0.0)).turns if t.slot == slot]
+        turns = [t for t in asyncio.run(trainer.rollout.play(0, 1.0, 0.0)).turns if t.slot == slot]
         trainer.train_sync()
         out = pool.sequence_logprobs(
             slot,
