@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import os
 import random
 import signal
@@ -39,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import srl_envs
 from srl_envs.staged import StagedEnv
 from srl_trainers.algorithms import ValueHead, grpo_loss, ppo_loss
 from srl_trainers.api import APIPolicy
@@ -56,7 +54,6 @@ from srl_trainers.checkpoint import (
     write_state,
 )
 from srl_trainers.config import (
-    API_MODEL_TYPES,
     ConfigError,
     MultiModelConfig,
     TrainingMode,
@@ -68,9 +65,10 @@ from srl_trainers.credit import (
     grpo_advantages,
     ppo_advantages,
 )
-from srl_trainers.models import ModelPool, resolve_checkpoint
+from srl_trainers.models import ModelPool
 from srl_trainers.monitor import UnifiedMonitor
-from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
+from srl_trainers.policies import Policy
+from srl_trainers.population import Population
 from srl_trainers.rollout import (
     EVAL_SEED_OFFSET,
     Rollout,
@@ -190,30 +188,29 @@ class MultiModelTrainer:
         cfg.validate()
         _seed_everything(cfg.seed)
         probe = self.environment.make()
-        self.agents = list(probe.possible_agents)
-        self.teams = probe.teams
-        self.policy_mapping = self._build_policy_mapping()
-        self._build_policies()
+        self.population = Population(cfg, probe)
+        self.agents = self.population.agents
+        self.teams = self.population.teams
+        self.policy_mapping = self.population.policy_mapping
+        self.policies = self.population.policies
+        self.groups = self.population.groups
+        self.slots = self.population.slots
+        self._build_learners()
         self.modes = ModeController(cfg)
-        self.num_copies = self._num_copies()
+        self.num_copies = self.population.num_copies()
         self.envs = [probe] + [self.environment.make() for _ in range(self.num_copies - 1)]
         prefix = cfg.response_prefix
         if prefix == "auto":
             prefix = probe.action_prefix
         self.response_prefix: str = prefix or ""
-        for policy in self.policies.values():
-            if isinstance(policy, BotPolicy):
-                policy.bots = [
-                    srl_envs.make_bot(self._bot_env_id(), policy.model_name, seed=cfg.seed + i)
-                    for i in range(self.num_copies)
-                ]
+        self.population.make_bots(self.num_copies)
         self.rollout = Rollout(
             cfg,
             self.environment,
             self.envs,
             self.policies,
             self.policy_mapping,
-            pools={p.checkpoint: self.pools[p.checkpoint] for p in self._lora_policies()},
+            pools={p.checkpoint: self.pools[p.checkpoint] for p in self.population.lora_policies()},
             backends=self.backends,
             response_prefix=self.response_prefix,
         )
@@ -231,108 +228,11 @@ class MultiModelTrainer:
         self._built = True
         self._print_mapping()
 
-    def _bot_env_id(self) -> str:
-        env = self.envs[0] if getattr(self, "envs", None) else self.environment.make()
-        return env.base_id
-
-    def _build_policy_mapping(self) -> dict[str, str]:
+    def _build_learners(self) -> None:
         cfg = self.config
-        slots = cfg.slot_ids()
-        if cfg.policy_mapping is not None:
-            mapping = dict(cfg.policy_mapping)
-            unknown = [a for a in mapping if a not in self.agents]
-            if unknown:
-                raise ConfigError(
-                    f"MultiModelConfig.policy_mapping names unknown agents {unknown}; the env's "
-                    f"agents are {self.agents}"
-                )
-            for agent in self.agents:
-                mapping.setdefault(agent, self._opponent_target())
-            for agent, target in mapping.items():
-                if target not in slots and target != "base" and not target.startswith("bot:"):
-                    raise ConfigError(
-                        f"MultiModelConfig.policy_mapping[{agent!r}]={target!r}: use a slot id "
-                        f"{slots}, 'bot:<name>' or 'base' (the frozen base model)"
-                    )
-            unused = [s for s in slots if s not in mapping.values()]
-            if unused:
-                raise ConfigError(
-                    f"MultiModelConfig.policy_mapping leaves slots {unused} without an agent; "
-                    f"lower num_models or map an agent to each slot"
-                )
-            return mapping
-        if cfg.num_models > len(self.agents):
-            raise ConfigError(
-                f"MultiModelConfig.num_models={cfg.num_models} is more than the {len(self.agents)} "
-                f"agents of env {cfg.env!r}; use num_models <= {len(self.agents)} or a "
-                f"policy_mapping"
-            )
-        mapping = {agent: slots[i] for i, agent in enumerate(self.agents[: len(slots)])}
-        for agent in self.agents[len(slots) :]:
-            mapping[agent] = self._opponent_target()
-        return mapping
-
-    def _opponent_target(self) -> str:
-        opponent = self.config.opponent_policy
-        return "base" if opponent == "base" else f"bot:{opponent}"
-
-    def _build_policies(self) -> None:
-        cfg = self.config
-        names = cfg.resolved_model_names()
         self.pools: dict[str, ModelPool] = {}
         self.backends: dict[str, Any] = {}  # checkpoint -> vLLM backend (generation_backend="vllm")
         self._adapter_push_dir = Path(cfg.checkpoint_dir) / ".vllm_adapters"
-        self.groups: dict[str, list[str]] = defaultdict(list)  # checkpoint -> slots
-        self.slots: list[str] = []
-        for slot, mtype in zip(cfg.slot_ids(), cfg.slot_model_types()):
-            if mtype in API_MODEL_TYPES:
-                policy = APIPolicy.from_config(
-                    slot,
-                    mtype,
-                    names[mtype],
-                    cfg,
-                    agents=[a for a, p in self.policy_mapping.items() if p == slot],
-                )
-                policy.validate()  # a missing key or URL fails here, before any model loads
-                self.policies[slot] = policy
-                continue
-            checkpoint = resolve_checkpoint(names[mtype])
-            self.policies[slot] = LoRAPolicy(
-                slot,
-                mtype,
-                names[mtype],
-                checkpoint=checkpoint,
-                agents=[a for a, p in self.policy_mapping.items() if p == slot],
-            )
-            self.groups[checkpoint].append(slot)
-            self.slots.append(slot)
-        bot_env = srl_envs.spec(self.environment.env_id)
-        first = self.policies[self.slots[0]]
-        for agent, target in self.policy_mapping.items():
-            if target == "base":
-                self.policy_mapping[agent] = "frozen_base"
-                self.policies.setdefault(
-                    "frozen_base",
-                    LoRAPolicy(
-                        "frozen_base",
-                        first.model_type,
-                        f"{first.model_name} (base, no adapter)",
-                        checkpoint=first.checkpoint,
-                        trainable=False,
-                    ),
-                )
-                self.policies["frozen_base"].agents.append(agent)
-            elif target.startswith("bot:"):
-                name = target[4:]
-                if bot_env.bots and name not in bot_env.bots:
-                    raise ConfigError(
-                        f"MultiModelConfig.opponent_policy/policy_mapping: unknown bot {name!r} "
-                        f"for {bot_env.id}; use one of {sorted(bot_env.bots)}"
-                    )
-                pid = f"bot_{name}"
-                self.policy_mapping[agent] = pid
-                self.policies.setdefault(pid, BotPolicy(pid, "scripted", name))
-                self.policies[pid].agents.append(agent)
         self.strategies = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.value_heads: dict[str, ValueHead] = {}
@@ -382,25 +282,11 @@ class MultiModelTrainer:
                     params = [*params, *head.parameters()]
                 self.optimizers[slot] = torch.optim.AdamW(params, lr=cfg.learning_rate)
 
-    def _lora_policies(self) -> list[LoRAPolicy]:
-        return [p for p in self.policies.values() if isinstance(p, LoRAPolicy)]
-
     @property
     def _uses_numbers(self) -> bool:
         """Whether updates look at the distribution over number tokens (the number entropy
         bonus or the number KL)."""
         return self.config.entropy_scope == "numbers" or self.config.number_kl_coef > 0
-
-    def _num_copies(self) -> int:
-        """E env copies: enough for ``batch_size`` samples per slot per episode, in whole
-        GRPO groups."""
-        cfg = self.config
-        per_copy = (
-            min((len(p.agents) for p in self.policies.values() if p.trainable), default=1)
-            * cfg.episode_length
-        )
-        g = cfg.group_size if cfg.algorithm == "grpo" else 1
-        return g * max(1, math.ceil(cfg.batch_size / (per_copy * g)))
 
     def _print_mapping(self) -> None:
         lines = [
@@ -408,8 +294,7 @@ class MultiModelTrainer:
             f"{self.config.algorithm.upper()}, {self.config.weight_update_strategy.value}, "
             f"{self.config.training_mode.value}"
         ]
-        for agent in self.agents:
-            lines.append(f"  {agent:>10} <- {self.policies[self.policy_mapping[agent]].describe()}")
+        lines.extend(self.population.describe())
         print("\n".join(lines), flush=True)
 
     # ================================================================= training loop
