@@ -1,7 +1,9 @@
 """Evaluate LoRA policies against fixed opponents: win rates with intervals, no training.
 
-``evaluate`` plays ``num_episodes`` seeded evaluation episodes through the trainer's own
-rollout (``evaluation=True``: every env copy gets its own seed from the evaluation range,
+``evaluate`` plays ``num_episodes`` seeded evaluation episodes through
+:class:`srl_trainers.rollout.Rollout` over the population's players
+(:func:`srl_trainers.population.build_players`: no trainer, optimizer or value head is built;
+``evaluation=True``: every env copy gets its own seed from the evaluation range,
 which never overlaps the training seeds) with greedy (``temperature=0``) or low-temperature
 decoding, and reports per policy, per team and for the trainable population:
 
@@ -51,6 +53,7 @@ from srl_trainers.cli import ArgumentParser
 from srl_trainers.config import ConfigError, MultiModelConfig
 
 if TYPE_CHECKING:
+    from srl_trainers.population import Players
     from srl_trainers.trainer import MultiModelTrainer
 
 __all__ = [
@@ -272,6 +275,7 @@ async def aevaluate(
     stage: int | None = None,
 ) -> EvaluationReport:
     """:func:`evaluate` for callers already inside an event loop."""
+    from srl_trainers.population import build_players
     from srl_trainers.trainer import MultiModelTrainer
 
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
@@ -280,31 +284,30 @@ async def aevaluate(
         raise ValueError(f"temperature={temperature!r}: use a number in [0, 10] (0: greedy)")
     with tempfile.TemporaryDirectory(prefix="srl-eval-") as scratch:
         if isinstance(target, MultiModelTrainer):
-            trainer, source = _trainer_for(target, opponent, scratch), "trainer"
+            players, source = _players_of(target, opponent, scratch), "trainer"
             episode = target.current_episode
         elif isinstance(target, MultiModelConfig):
-            trainer = MultiModelTrainer(_eval_config(target, opponent, scratch))
+            players = build_players(_eval_config(target, opponent))
             source, episode = "untrained", 0
         elif isinstance(target, str | os.PathLike):
             path, meta = _resolve_checkpoint(target, checkpoint_dir)
             config = MultiModelConfig.from_dict(meta["config"])
-            trainer = MultiModelTrainer(_eval_config(config, opponent, scratch))
-            trainer.setup()
-            _load_weights(trainer, path, meta)
+            players = build_players(_eval_config(config, opponent))
+            _load_weights(players, path, meta)
             source, episode = str(path), int(meta["episode"])
         else:
             raise TypeError(
                 f"evaluate() takes a MultiModelTrainer, a MultiModelConfig or a checkpoint "
                 f"path/id, not {type(target).__name__}"
             )
-        return await _play(trainer, num_episodes, temperature, source, episode, stage)
+        return await _play(players, num_episodes, temperature, source, episode, stage)
 
 
-def _eval_config(config: MultiModelConfig, opponent: str | None, scratch: str) -> MultiModelConfig:
-    """A copy of ``config`` for evaluation: no monitor, a scratch checkpoint dir, and the
-    opponent (if given) in place of every bot or frozen-base agent."""
+def _eval_config(config: MultiModelConfig, opponent: str | None) -> MultiModelConfig:
+    """A copy of ``config`` for evaluation: no monitor, and the opponent (if given) in place of
+    every bot or frozen-base agent."""
     data = config.to_dict()
-    data.update(enable_monitoring=False, checkpoint_dir=str(Path(scratch) / "ckpt"))
+    data.update(enable_monitoring=False)
     if opponent is not None:
         data["opponent_policy"] = opponent
         if data["policy_mapping"] is not None:
@@ -322,25 +325,26 @@ def _same_opponent(config: MultiModelConfig, opponent: str | None) -> bool:
     )
 
 
-def _trainer_for(
+def _players_of(
     trainer: MultiModelTrainer, opponent: str | None, scratch: str
-) -> MultiModelTrainer:
-    """``trainer`` itself, or (another opponent) a new trainer with its adapter weights."""
+) -> MultiModelTrainer | Players:
+    """The trainer itself (it holds what plays), or, for another opponent, new
+    :class:`~srl_trainers.population.Players` with the trainer's adapter weights and
+    curriculum state."""
+    trainer.setup()
     if _same_opponent(trainer.config, opponent):
         return trainer
-    from srl_trainers.trainer import MultiModelTrainer
+    from srl_trainers.population import build_players
 
-    trainer.setup()
-    clone = MultiModelTrainer(_eval_config(trainer.config, opponent, scratch))
-    clone.setup()
+    players = build_players(_eval_config(trainer.config, opponent))
     for slot in trainer.slots:
         directory = Path(scratch) / "adapters" / slot
         trainer.pool_of[slot].save_adapter(slot, directory)
-        clone.pool_of[slot].load_adapter(slot, directory)
-    for env, src in zip(clone.envs, trainer.envs):
+        players.pools[trainer.policies[slot].checkpoint].load_adapter(slot, directory)
+    for env, src in zip(players.envs, trainer.envs):
         if env.curriculum is not None:
             env.load_state_dict(src.state_dict())
-    return clone
+    return players
 
 
 def _resolve_checkpoint(
@@ -364,18 +368,19 @@ def _resolve_checkpoint(
     return manager.verify(cid)  # CheckpointError (a ValueError) if absent or corrupt
 
 
-def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) -> None:
+def _load_weights(players: Players, path: Path, meta: dict[str, Any]) -> None:
     """The checkpoint's adapters and curriculum state (not its optimizers or counters)."""
     from srl_trainers.checkpoint import read_state
     from srl_trainers.trainer import TRAINER_STATE_FILE
 
-    if meta["slots"] != trainer.slots:
+    if meta["slots"] != players.slots:
         raise ConfigError(
-            f"checkpoint {path} holds slots {meta['slots']}, its config gives {trainer.slots}"
+            f"checkpoint {path} holds slots {meta['slots']}, its config gives {players.slots}"
         )
-    for slot in trainer.slots:
-        trainer.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
-    curricula = [env for env in trainer.envs if env.curriculum is not None]
+    for slot in players.slots:
+        pool = players.pools[players.policies[slot].checkpoint]
+        pool.load_adapter(slot, path / "adapters" / slot)
+    curricula = [env for env in players.envs if env.curriculum is not None]
     if curricula:
         state = read_state(path / TRAINER_STATE_FILE)
         for env, sd in zip(curricula, state["curricula"]):
@@ -383,7 +388,7 @@ def _load_weights(trainer: MultiModelTrainer, path: Path, meta: dict[str, Any]) 
 
 
 def _at_stage(
-    trainer: MultiModelTrainer, curricula: list[tuple[Any, dict]], stage: int | None
+    players: Players, curricula: list[tuple[Any, dict]], stage: int | None
 ) -> list[tuple[Any, dict]]:
     """(env, curriculum state to play) for every staged env copy: ``curricula``'s own
     states, or with ``stage`` that stage, past the warm-up."""
@@ -391,7 +396,7 @@ def _at_stage(
         return curricula
     if not curricula:
         raise ValueError(
-            f"stage={stage!r}: env {trainer.config.env!r} has no curriculum; stage is for "
+            f"stage={stage!r}: env {players.config.env!r} has no curriculum; stage is for "
             "env='staged'"
         )
     names = [st.name for st in curricula[0][0].stages]
@@ -409,7 +414,7 @@ def _at_stage(
 
 
 async def _play(
-    trainer: MultiModelTrainer,
+    players: Players,
     num_episodes: int,
     temperature: float,
     source: str,
@@ -417,16 +422,16 @@ async def _play(
     stage: int | None = None,
 ) -> EvaluationReport:
     from srl_trainers.checkpoint import capture_rng_state, restore_rng_state
-    from srl_trainers.trainer import EVAL_SEED_OFFSET, ModeController
+    from srl_trainers.rollout import EVAL_SEED_OFFSET
+    from srl_trainers.trainer import ModeController
 
-    trainer.setup()
-    coop, comp = ModeController(trainer.config).balance()
-    copies = trainer.num_copies
+    coop, comp = ModeController(players.config).balance()
+    copies = players.num_copies
     batches = math.ceil(num_episodes / copies)
-    teams = trainer.teams
-    groups = _groups(trainer)
-    curricula = [(env, env.state_dict()) for env in trainer.envs if env.curriculum is not None]
-    played_states = _at_stage(trainer, curricula, stage)
+    teams = players.teams
+    groups = _groups(players)
+    curricula = [(env, env.state_dict()) for env in players.envs if env.curriculum is not None]
+    played_states = _at_stage(players, curricula, stage)
     rng = capture_rng_state()
     start = time.time()
     survived: list[float] = []
@@ -436,7 +441,7 @@ async def _play(
         for batch in range(batches):
             for env, state in played_states:  # every batch plays the same curriculum stage
                 env.load_state_dict(state)
-            result = await trainer.rollout.play(
+            result = await players.rollout.play(
                 batch, coop, comp, evaluation=True, temperature=temperature
             )
             for c in range(copies):
@@ -458,7 +463,7 @@ async def _play(
                 for key in ROUND_FIGURES:
                     values = [
                         (result.env_metrics[f"{pid}/{key}"], len(agents))
-                        for pid, agents in _policies_of(trainer, acc.stats.agents).items()
+                        for pid, agents in _policies_of(players, acc.stats.agents).items()
                         if f"{pid}/{key}" in result.env_metrics
                     ]
                     if values:
@@ -485,10 +490,10 @@ async def _play(
         if env_figures.get(key):
             game[f"{key}_per_round"] = float(np.mean(env_figures[key]))
     finished = {name: acc.finish() for name, acc in groups.items()}
-    opp = sorted({p.model_name for p in trainer.policies.values() if not p.trainable})
+    opp = sorted({p.model_name for p in players.policies.values() if not p.trainable})
     first = EVAL_SEED_OFFSET
     return EvaluationReport(
-        env=trainer.environment.env_id,
+        env=players.environment.env_id,
         source=source,
         training_episode=episode,
         num_episodes=played,
@@ -510,25 +515,25 @@ def _stage_of(curricula: list[tuple[Any, dict]]) -> int | None:
     return int(curricula[0][1]["curriculum"]["stage"]) if curricula else None
 
 
-def _policies_of(trainer: MultiModelTrainer, agents: list[str]) -> dict[str, list[str]]:
+def _policies_of(players: Players, agents: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
     for agent in agents:
-        out[trainer.policy_mapping[agent]].append(agent)
+        out[players.policy_mapping[agent]].append(agent)
     return out
 
 
-def _groups(trainer: MultiModelTrainer) -> dict[str, _Accumulator]:
+def _groups(players: Players) -> dict[str, _Accumulator]:
     """Accumulators per policy, per team, and for the trainable population."""
     groups = {}
-    for pid, policy in trainer.policies.items():
-        agents = [a for a in trainer.agents if trainer.policy_mapping[a] == pid]
+    for pid, policy in players.policies.items():
+        agents = [a for a in players.agents if players.policy_mapping[a] == pid]
         groups[f"policy:{pid}"] = _Accumulator(pid, agents, policy.describe(), policy.trainable)
-    if trainer.teams is not None:
-        for team in dict.fromkeys(trainer.teams[a] for a in trainer.agents):
-            agents = [a for a in trainer.agents if trainer.teams[a] == team]
-            trainable = all(trainer.policies[trainer.policy_mapping[a]].trainable for a in agents)
+    if players.teams is not None:
+        for team in dict.fromkeys(players.teams[a] for a in players.agents):
+            agents = [a for a in players.agents if players.teams[a] == team]
+            trainable = all(players.policies[players.policy_mapping[a]].trainable for a in agents)
             groups[f"team:{team}"] = _Accumulator(team, agents, f"team {team}", trainable)
-    trained = [a for a in trainer.agents if trainer.policies[trainer.policy_mapping[a]].trainable]
+    trained = [a for a in players.agents if players.policies[players.policy_mapping[a]].trainable]
     if trained:
         groups["population"] = _Accumulator("population", trained, "all trainable slots", True)
     return groups

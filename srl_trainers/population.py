@@ -11,15 +11,23 @@ model and builds no optimizer: the trainer's learners and the evaluation both st
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
 
 import srl_envs
 from srl_trainers.api import APIPolicy
 from srl_trainers.config import API_MODEL_TYPES, ConfigError, MultiModelConfig
-from srl_trainers.models import resolve_checkpoint
+from srl_trainers.models import ModelPool, resolve_checkpoint
 from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
+from srl_trainers.rollout import Rollout, TrainingEnvironment
 
-__all__ = ["Population"]
+__all__ = ["Players", "Population", "build_players", "build_pool", "response_prefix_of"]
 
 
 class Population:
@@ -168,3 +176,119 @@ class Population:
                 self.policy_mapping[agent] = pid
                 self.policies.setdefault(pid, BotPolicy(pid, "scripted", name))
                 self.policies[pid].agents.append(agent)
+
+
+def build_pool(
+    config: MultiModelConfig, checkpoint: str, slots: list[str], *, init_seed: Callable[[int], int]
+) -> ModelPool:
+    """The base model ``checkpoint`` with a fresh LoRA adapter per slot of its group
+    (``init_seed(i)`` seeds the ``i``-th slot's init: the weight-update strategy's rule)."""
+    pool = ModelPool(
+        checkpoint, dtype=config.dtype, device=config.device, kv_cache_size=config.kv_cache_size
+    )
+    if (config.entropy_scope == "numbers" or config.number_kl_coef > 0) and not (
+        pool.number_token_ids
+    ):
+        field, fix = (
+            ("entropy_scope='numbers'", "entropy_scope='action' or 'completion'")
+            if config.entropy_scope == "numbers"
+            else ("number_kl_coef > 0", "number_kl_coef=0")
+        )
+        raise ConfigError(
+            f"MultiModelConfig.{field} needs number tokens, and the tokenizer of "
+            f"{checkpoint} has no token whose text is digits; use {fix}"
+        )
+    for i, slot in enumerate(slots):
+        pool.add_adapter(
+            slot,
+            rank=config.lora_rank,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+            seed=init_seed(i),
+        )
+    return pool
+
+
+def response_prefix_of(config: MultiModelConfig, env: Any) -> str:
+    """The prefilled start of every answer: ``config.response_prefix``, or with ``"auto"`` the
+    env's ``action_prefix`` ("" for none)."""
+    prefix = config.response_prefix
+    if prefix == "auto":
+        prefix = env.action_prefix
+    return prefix or ""
+
+
+@dataclass
+class Players:
+    """Everything that plays an episode and nothing that trains: the population, its env
+    copies, its base models with their adapters, and the :class:`~srl_trainers.rollout.Rollout`
+    over them. Evaluation plays through this; the trainer holds the same attributes."""
+
+    config: MultiModelConfig
+    environment: TrainingEnvironment
+    population: Population
+    envs: list[Any]
+    pools: dict[str, ModelPool]
+    rollout: Rollout
+
+    @property
+    def num_copies(self) -> int:
+        return len(self.envs)
+
+    @property
+    def agents(self) -> list[str]:
+        return self.population.agents
+
+    @property
+    def teams(self) -> dict[str, str] | None:
+        return self.population.teams
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        return self.population.policies
+
+    @property
+    def policy_mapping(self) -> dict[str, str]:
+        return self.population.policy_mapping
+
+    @property
+    def slots(self) -> list[str]:
+        return self.population.slots
+
+
+def build_players(config: MultiModelConfig) -> Players:
+    """The :class:`Players` of ``config``, seeded as the trainer seeds its run, with untrained
+    adapters (load weights into ``players.pools`` for trained ones). Generation runs on the HF
+    pools (``generation_backend`` is a training setting)."""
+    from srl_trainers.strategies import make_strategy
+
+    config.validate()
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    environment = TrainingEnvironment(config)
+    probe = environment.make()
+    population = Population(config, probe)
+    pools = {}
+    for checkpoint, slots in population.groups.items():
+        strategy = make_strategy(config, slots)
+        pools[checkpoint] = build_pool(
+            config,
+            checkpoint,
+            slots,
+            init_seed=lambda i, s=strategy: s.lora_init_seed(i, config.seed),
+        )
+    num_copies = population.num_copies()
+    envs = [probe] + [environment.make() for _ in range(num_copies - 1)]
+    population.make_bots(num_copies)
+    rollout = Rollout(
+        config,
+        environment,
+        envs,
+        population.policies,
+        population.policy_mapping,
+        pools={p.checkpoint: pools[p.checkpoint] for p in population.lora_policies()},
+        response_prefix=response_prefix_of(config, probe),
+    )
+    return Players(config, environment, population, envs, pools, rollout)

@@ -68,7 +68,7 @@ from srl_trainers.credit import (
 from srl_trainers.models import ModelPool
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import Policy
-from srl_trainers.population import Population
+from srl_trainers.population import Population, build_pool, response_prefix_of
 from srl_trainers.rollout import (
     EVAL_SEED_OFFSET,
     Rollout,
@@ -199,10 +199,7 @@ class MultiModelTrainer:
         self.modes = ModeController(cfg)
         self.num_copies = self.population.num_copies()
         self.envs = [probe] + [self.environment.make() for _ in range(self.num_copies - 1)]
-        prefix = cfg.response_prefix
-        if prefix == "auto":
-            prefix = probe.action_prefix
-        self.response_prefix: str = prefix or ""
+        self.response_prefix: str = response_prefix_of(cfg, probe)
         self.population.make_bots(self.num_copies)
         self.rollout = Rollout(
             cfg,
@@ -238,31 +235,16 @@ class MultiModelTrainer:
         self.value_heads: dict[str, ValueHead] = {}
         self.pool_of: dict[str, ModelPool] = {}
         for checkpoint, slots in self.groups.items():
-            pool = ModelPool(
-                checkpoint, dtype=cfg.dtype, device=cfg.device, kv_cache_size=cfg.kv_cache_size
-            )
-            self.pools[checkpoint] = pool
-            if self._uses_numbers and not pool.number_token_ids:
-                field, fix = (
-                    ("entropy_scope='numbers'", "entropy_scope='action' or 'completion'")
-                    if cfg.entropy_scope == "numbers"
-                    else ("number_kl_coef > 0", "number_kl_coef=0")
-                )
-                raise ConfigError(
-                    f"MultiModelConfig.{field} needs number tokens, and the tokenizer of "
-                    f"{checkpoint} has no token whose text is digits; use {fix}"
-                )
             strategy = make_strategy(cfg, slots)
             self.strategies[checkpoint] = strategy
-            for i, slot in enumerate(slots):
-                pool.add_adapter(
-                    slot,
-                    rank=cfg.lora_rank,
-                    alpha=cfg.lora_alpha,
-                    dropout=cfg.lora_dropout,
-                    target_modules=cfg.lora_target_modules,
-                    seed=strategy.lora_init_seed(i, cfg.seed),
-                )
+            pool = build_pool(
+                cfg,
+                checkpoint,
+                slots,
+                init_seed=lambda i, s=strategy: s.lora_init_seed(i, cfg.seed),
+            )
+            self.pools[checkpoint] = pool
+            for slot in slots:
                 self.pool_of[slot] = pool
             if cfg.generation_backend == "vllm":
                 from srl_trainers.vllm_backend import VLLMGenerationBackend

@@ -100,6 +100,33 @@ def test_untrained_config_report(tiny_model_path, tmp_path):
     json.dumps(report.to_dict())
 
 
+def test_evaluating_a_config_or_checkpoint_builds_no_trainer(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """evaluate() plays through Population + Rollout: no trainer, no optimizer, no value head,
+    no checkpoint directory; and what it measures is what the trainer's own rollout plays."""
+    import torch
+
+    cfg = tiny_config(tiny_model_path, tmp_path, algorithm="ppo", group_size=1)
+    trainer = MultiModelTrainer(cfg)
+    trainer.train_sync()  # one episode and its checkpoint
+    through_trainer = evaluate(trainer, num_episodes=2)
+    ckpt = tmp_path / "ckpt" / trainer.checkpoints_saved[-1]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluate built training machinery")
+
+    monkeypatch.setattr(MultiModelTrainer, "setup", refuse)
+    monkeypatch.setattr(torch.optim.AdamW, "__init__", refuse)
+    fresh = tiny_config(tiny_model_path, tmp_path / "other", algorithm="ppo", group_size=1)
+    untrained = evaluate(fresh, num_episodes=2)
+    from_checkpoint = evaluate(ckpt, num_episodes=2)
+    assert not (tmp_path / "other" / "ckpt").exists()
+    models = lambda r: r.to_dict()["models"]  # noqa: E731
+    assert models(from_checkpoint) == models(through_trainer)
+    assert untrained.source == "untrained" and untrained.num_episodes == 2
+
+
 def test_evaluation_leaves_training_untouched_and_is_repeatable(tiny_model_path, tmp_path):
     import torch
 
