@@ -703,3 +703,20 @@ def test_adaptive_entropy_bonus_is_off_above_the_target(tiny_model_path, tmp_pat
         for key, value in weights["plain"][slot].items():
             torch.testing.assert_close(weights["adaptive"][slot][key], value)
     assert coefs == {"plain": 0.0, "adaptive": pytest.approx(0.01)}
+
+
+def test_players_play_what_the_trainer_plays(tiny_model_path, tmp_path):
+    """build_players (population + pools + Rollout, no optimizers) plays a training episode
+    exactly as the trainer's own rollout does: same seeds, same adapters, same texts."""
+    from srl_trainers.population import build_players
+
+    trainer = MultiModelTrainer(tiny_config(tiny_model_path, tmp_path / "a"))
+    trainer.setup()
+    mine = asyncio.run(trainer.rollout.play(0, 1.0, 0.0))
+    players = build_players(tiny_config(tiny_model_path, tmp_path / "b"))
+    theirs = asyncio.run(players.rollout.play(0, 1.0, 0.0))
+    assert players.num_copies == trainer.num_copies and players.slots == trainer.slots
+    assert [(t.slot, t.agent, t.text, t.reward) for t in theirs.turns] == [
+        (t.slot, t.agent, t.text, t.reward) for t in mine.turns
+    ]
+    assert theirs.raw_totals == mine.raw_totals and mine.turns
