@@ -190,6 +190,15 @@ class APIPolicy(Policy):
             await asyncio.gather(*(self._request(obs, system_prompt, t) for obs in observations))
         )
 
+    async def act(
+        self, requests: list[tuple[int, Any]], system_prompt: str | None, *, temperature: float
+    ) -> list[str]:
+        """:meth:`act_batch`'s texts: a failed request (counted) is ``""``, an invalid action."""
+        results = await self.act_batch(
+            [obs for _, obs in requests], system_prompt, temperature=temperature
+        )
+        return [r.text for r in results]
+
     async def _request(
         self, observation: str, system_prompt: str | None, temperature: float
     ) -> APIResult:

@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 
 import srl_envs
-from srl_trainers.api import APIPolicy
 from srl_trainers.config import ConfigError, MultiModelConfig
 from srl_trainers.credit import counterfactual_baseline
 from srl_trainers.models import ModelPool, token_range
-from srl_trainers.policies import BotPolicy, LoRAPolicy, Policy
+from srl_trainers.policies import Policy
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -219,8 +218,7 @@ class Rollout:
             obs, _ = env.reset(seed=seed, options=episode_options)  # staged: its stage's level
             observations.append(obs)
         for policy in self.policies.values():
-            if isinstance(policy, BotPolicy):
-                policy.reset([seed + 17 for seed in seeds])
+            policy.reset([seed + 17 for seed in seeds])
         E = len(self.envs)
         raw = [defaultdict(float) for _ in range(E)]
         rew = [defaultdict(float) for _ in range(E)]
@@ -232,24 +230,19 @@ class Rollout:
         live = [bool(env.agents) for env in self.envs]
         round_idx = 0
         while any(live):
-            # --- who acts: LLM requests grouped by base model, bots answer directly
-            requests: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
-            api_requests: dict[str, list[tuple[int, str]]] = defaultdict(list)
+            # --- who acts: engine requests grouped by base model; other policies answer theirs
+            requests: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
+            own_requests: dict[str, list[tuple[int, str]]] = defaultdict(list)
             actions: list[dict[str, str]] = [{} for _ in range(E)]
             for copy in range(E):
                 if not live[copy]:
                     continue
                 for agent in self.envs[copy].agents:
                     policy = self.policies[self.policy_mapping[agent]]
-                    if isinstance(policy, LoRAPolicy):
-                        adapter = (
-                            policy.policy_id if policy.trainable else None
-                        )  # None: frozen base
-                        requests[policy.checkpoint].append((copy, agent, adapter))
-                    elif isinstance(policy, APIPolicy):
-                        api_requests[policy.policy_id].append((copy, agent))
+                    if policy.engine is not None:
+                        requests[policy.engine].append((copy, agent, policy.adapter))
                     else:
-                        actions[copy][agent] = policy.act(copy, observations[copy][agent])
+                        own_requests[policy.policy_id].append((copy, agent))
             # --- one mixed-adapter generate call per base model
             t0 = time.time()
             gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx + 7 * evaluation) % (
@@ -282,22 +275,21 @@ class Rollout:
                         **sampling,
                     )
                 )
-            # API policies answer concurrently with the local generate calls
-            api_jobs = [
-                self.policies[pid].act_batch(
-                    [observations[c][a] for c, a in reqs],
+            # bots and API policies answer concurrently with the local generate calls
+            own_jobs = [
+                self.policies[pid].act(
+                    [(c, observations[c][a]) for c, a in reqs],
                     self._system_prompt(),
                     temperature=temperature,
                 )
-                for pid, reqs in api_requests.items()
+                for pid, reqs in own_requests.items()
             ]
-            results = await asyncio.gather(*jobs, *api_jobs)
-            results, api_results = results[: len(jobs)], results[len(jobs) :]
+            results = await asyncio.gather(*jobs, *own_jobs)
+            results, own_results = results[: len(jobs)], results[len(jobs) :]
             gen_seconds += time.time() - t0
-            for reqs, answers in zip(api_requests.values(), api_results):
-                for (copy, agent), answer in zip(reqs, answers):
-                    # a failed request (counted by the policy) is an empty, invalid action
-                    actions[copy][agent] = answer.text
+            for reqs, texts in zip(own_requests.values(), own_results):
+                for (copy, agent), text in zip(reqs, texts):
+                    actions[copy][agent] = text
             pending: dict[tuple[int, str], Turn] = {}
             for reqs, gens in zip(requests.values(), results):
                 for (copy, agent, slot), gen in zip(reqs, gens):

@@ -40,7 +40,6 @@ import torch
 
 from srl_envs.staged import StagedEnv
 from srl_trainers.algorithms import ValueHead, grpo_loss, ppo_loss
-from srl_trainers.api import APIPolicy
 from srl_trainers.checkpoint import (
     RNG_FILE,
     CheckpointManager,
@@ -691,9 +690,8 @@ class MultiModelTrainer:
             metrics[f"model/{pid}/win_rate"] = last["win_rate"]
             metrics[f"model/{pid}/invalid_rate"] = last["invalid_rate"]
             metrics[f"model/{pid}/update_count"] = float(self._update_count(pid))
-        for policy in self.policies.values():
-            if isinstance(policy, APIPolicy):  # api/<policy>/failures, token usage, ...
-                metrics.update(policy.metrics())
+        for policy in self.policies.values():  # api/<policy>/failures, token usage, ...
+            metrics.update(policy.metrics())
         metrics.update(update_metrics)
         return metrics
 
@@ -751,8 +749,7 @@ class MultiModelTrainer:
                 "total_episodes": int(totals.get("episodes", 0)),
                 "update_count": self._update_count(pid),
             }
-            if isinstance(policy, APIPolicy):  # requests, failures, retries, token usage
-                out[pid].update(policy.usage())
+            out[pid].update(policy.usage())  # API: requests, failures, retries, tokens
         return out
 
     # ================================================================= monitor
@@ -852,7 +849,7 @@ class MultiModelTrainer:
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "checkpoints_saved": list(self.checkpoints_saved),
             "api": {
-                p: x.state_dict() for p, x in self.policies.items() if isinstance(x, APIPolicy)
+                p: x.state_dict() for p, x in self.policies.items() if x.state_dict() is not None
             },
         }
 
@@ -936,8 +933,7 @@ class MultiModelTrainer:
         if self.monitor is not None:
             self.monitor.stop()
         for policy in self.policies.values():
-            if isinstance(policy, APIPolicy):
-                await policy.aclose()
+            await policy.aclose()
         self.pools = {}
         self.pool_of = {}
         self._built = False
