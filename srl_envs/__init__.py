@@ -4,10 +4,14 @@
 >>> env = srl_envs.make("srl/team_battle-v0")           # text mode: prompts in, text out
 >>> observations, infos = env.reset(seed=0)
 
-Registered ids: ``srl/coop_compete-v0``, ``srl/team_battle-v0``, ``srl/staged-v0``.
+Registered ids: ``srl/coop_compete-v0``, ``srl/team_battle-v0``, ``srl/staged-v0``, and
+PettingZoo's classic games through the text bridge (:func:`text_env` wraps any PettingZoo
+game with discrete actions): ``srl/pz-tictactoe-v3``, ``srl/pz-connect_four-v3``,
+``srl/pz-leduc_holdem-v4``, ``srl/pz-rps-v2``.
 """
 
 from srl_envs.base import SRLParallelEnv
+from srl_envs.bridge import TextBridgeEnv, register_pettingzoo, text_env
 from srl_envs.coop_compete import CoopCompeteEnv, create_multi_model_coop_compete_env
 from srl_envs.parsing import ParseResult
 from srl_envs.policies import ScriptedPolicy
@@ -24,6 +28,7 @@ __all__ = [
     "ScriptedPolicy",
     "StagedEnv",
     "TeamBattleEnv",
+    "TextBridgeEnv",
     "create_multi_model_coop_compete_env",
     "create_multi_model_staged_env",
     "create_multi_model_team_battle",
@@ -32,5 +37,7 @@ __all__ = [
     "make_bot",
     "mix_rewards",
     "register",
+    "register_pettingzoo",
     "spec",
+    "text_env",
 ]

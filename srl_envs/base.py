@@ -185,6 +185,12 @@ class SRLParallelEnv(ParallelEnv):
         """A human-readable view of the whole game (``render_mode="ansi"``)."""
 
     @property
+    def acting_agents(self) -> list[str]:
+        """The agents whose actions the next ``step`` reads: every live agent (srl's games are
+        simultaneous; a turn-based game through :mod:`srl_envs.bridge` names its mover)."""
+        return list(self.agents)
+
+    @property
     def teams(self) -> dict[str, str] | None:
         """Agent -> team id in team games, ``None`` otherwise."""
         return None

@@ -1,7 +1,8 @@
 """Versioned environment ids (``srl/<name>-v<N>``) and their factories.
 
 ``make("srl/team_battle-v0", **kwargs)`` builds an env; ``make("team_battle")`` resolves a
-bare name to its newest version. Each entry also names the game's scripted bots.
+bare name to its newest version. A name may hold dashes (``srl/pz-tictactoe-v3``: the
+PettingZoo game ``tictactoe_v3`` through :mod:`srl_envs.bridge`). Each entry also names the game's scripted bots.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from srl_envs.policies import ScriptedPolicy
 
 __all__ = ["EnvSpec", "list_envs", "make", "make_bot", "register", "spec"]
 
-_ID_RE = re.compile(r"^srl/(?P<name>[a-z_]+)-v(?P<version>\d+)$")
+_ID_RE = re.compile(r"^srl/(?P<name>[a-z][a-z_]*(?:-[a-z][a-z_]*)*)-v(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class EnvSpec:
     bots: dict[str, type[ScriptedPolicy]] = field(default_factory=dict)
     default_bot: str = "heuristic"
     description: str = ""
+    #: The episode length srl's trainer plays when ``MultiModelConfig.episode_length`` is
+    #: None: 2 rounds for srl's games (CPU-sized), None (the whole game) for PettingZoo's.
+    trainer_episode_length: int | None = 2
 
     @property
     def name(self) -> str:
@@ -42,7 +46,9 @@ _REGISTRY: dict[str, EnvSpec] = {}
 
 def register(env_spec: EnvSpec) -> None:
     if not _ID_RE.match(env_spec.id):
-        raise ValueError(f"env id must look like 'srl/<name>-v<N>', got {env_spec.id!r}")
+        raise ValueError(
+            f"env id must look like 'srl/<name>-v<N>' (name: lower case, '_' and '-'), got {env_spec.id!r}"
+        )
     if env_spec.id in _REGISTRY:
         raise ValueError(f"env id {env_spec.id!r} is already registered")
     if env_spec.bots and env_spec.default_bot not in env_spec.bots:

@@ -152,10 +152,12 @@ class MultiModelConfig:
         default=8,
         ge=1,
     )
-    episode_length: int = _help(
-        "Maximum rounds per environment episode (the default is CPU-sized: every round's prompt "
-        "is longer, and prompt tokens dominate the cost on a CPU).",
-        default=2,
+    episode_length: int | None = _help(
+        "Maximum rounds per environment episode (answers per agent in a turn-based PettingZoo "
+        "game). None: the game's trainer default, 2 rounds for srl's own games (CPU-sized: "
+        "every round's prompt is longer, and prompt tokens dominate the cost on a CPU), the "
+        "whole game for a PettingZoo game (srl/pz-*).",
+        default=None,
         ge=1,
         le=1000,
     )
@@ -235,8 +237,11 @@ class MultiModelConfig:
         ),
     )
     # --------------------------------------------------------------- environment
-    env: Literal["coop_compete", "team_battle", "staged"] = _help(
-        "Environment: coop_compete | team_battle | staged.", default="coop_compete"
+    env: str = _help(
+        "Environment: coop_compete | team_battle | staged, a PettingZoo game through the text "
+        "bridge (srl/pz-tictactoe-v3, srl/pz-connect_four-v3, srl/pz-leduc_holdem-v4, "
+        "srl/pz-rps-v2), or any id in srl_envs.list_envs().",
+        default="coop_compete",
     )
     env_kwargs: dict[str, Any] = _help(
         "Extra keyword arguments for the environment constructor (checked by building the "
@@ -561,13 +566,21 @@ class MultiModelConfig:
                 "action_mode 'text' (the default): LLM policies read text prompts and write "
                 "text answers; the structured mode (arrays in, integers out) is for other agents",
             )
-        env_id = srl_envs.spec(self.env).id
         try:
-            probe = srl_envs.make(
-                self.env, **{"episode_length": self.episode_length, **self.env_kwargs}
+            env_id = srl_envs.spec(self.env).id
+        except ValueError:
+            names = sorted({srl_envs.spec(i).name for i in srl_envs.list_envs()})
+            _fail(
+                "env",
+                self.env,
+                f"a registered env: a name in {names} or an id in {srl_envs.list_envs()}",
             )
+        try:
+            probe = srl_envs.make(self.env, **{**self.episode_length_kwargs(), **self.env_kwargs})
         except (TypeError, ValueError) as exc:  # an unknown argument, or a bad value
             _fail("env_kwargs", self.env_kwargs, f"arguments that {env_id} accepts: {exc}")
+        except ImportError as exc:  # a PettingZoo game whose extra is not installed
+            _fail("env", self.env, f"a game whose packages are installed: {exc}")
         # every env names the game whose bots play it (a staged env: its base game)
         bot_env = srl_envs.spec(probe.base_id)
         bots = sorted(bot_env.bots)
@@ -608,6 +621,20 @@ class MultiModelConfig:
             )
 
     # ------------------------------------------------------------------ derived values
+    def resolved_episode_length(self) -> int | None:
+        """``episode_length``, or the game's trainer default when it is None (2 for srl's
+        games; None, the whole game, for a PettingZoo game)."""
+        import srl_envs
+
+        if self.episode_length is not None:
+            return self.episode_length
+        return srl_envs.spec(self.env).trainer_episode_length
+
+    def episode_length_kwargs(self) -> dict[str, int]:
+        """The env's ``episode_length`` keyword, when there is one to give."""
+        length = self.resolved_episode_length()
+        return {} if length is None else {"episode_length": length}
+
     def resolved_model_names(self) -> dict[str, str]:
         """The built-in model names with the user's ``model_names`` on top."""
         return {**DEFAULT_MODEL_NAMES, **self.model_names}

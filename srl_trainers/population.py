@@ -45,6 +45,10 @@ class Population:
         self.bot_env_id: str = env.base_id  # the game whose bots play this env
         self.agents: list[str] = list(env.possible_agents)
         self.teams: dict[str, str] | None = env.teams
+        # answers each agent writes per game: the rounds, or what a turn-based game expects
+        self.turns_per_agent: int = int(
+            getattr(env, "turns_per_agent", None) or config.resolved_episode_length() or 1
+        )
         self.policies: dict[str, Policy] = {}
         self.policy_mapping: dict[str, str] = self._build_policy_mapping()
         self._build_policies()
@@ -55,7 +59,7 @@ class Population:
         cfg = self.config
         per_copy = (
             min((len(p.agents) for p in self.policies.values() if p.trainable), default=1)
-            * cfg.episode_length
+            * self.turns_per_agent
         )
         g = cfg.group_size if cfg.algorithm == "grpo" else 1
         return g * max(1, math.ceil(cfg.batch_size / (per_copy * g)))

@@ -119,10 +119,11 @@ class TrainingEnvironment:
         return srl_envs.spec(self.config.env).id
 
     def env_kwargs(self) -> dict[str, Any]:
-        """Constructor kwargs: ``episode_length`` and the player count from the config, then
-        the user's ``env_kwargs`` on top."""
-        kwargs: dict[str, Any] = {"episode_length": self.config.episode_length}
-        if self.config.env in ("coop_compete", "staged") and self.config.policy_mapping is None:
+        """Constructor kwargs: ``episode_length`` (the config's, or the game's trainer default)
+        and the player count from the config, then the user's ``env_kwargs`` on top."""
+        kwargs: dict[str, Any] = self.config.episode_length_kwargs()
+        game = srl_envs.spec(self.config.env).name
+        if game in ("coop_compete", "staged") and self.config.policy_mapping is None:
             kwargs["num_models"] = max(self.config.num_models, 2)
         return {**kwargs, **self.config.env_kwargs}
 
@@ -229,6 +230,8 @@ class Rollout:
         tokens, gen_seconds = 0, 0.0
         live = [bool(env.agents) for env in self.envs]
         round_idx = 0
+        moves = [defaultdict(int) for _ in range(E)]  # answers per agent so far
+        last_turn: dict[tuple[int, str], Turn] = {}  # the latest LLM turn of each agent
         while any(live):
             # --- who acts: engine requests grouped by base model; other policies answer theirs
             requests: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
@@ -237,7 +240,8 @@ class Rollout:
             for copy in range(E):
                 if not live[copy]:
                     continue
-                for agent in self.envs[copy].agents:
+                env = self.envs[copy]  # a turn-based game: only its mover acts
+                for agent in getattr(env, "acting_agents", env.agents):
                     policy = self.policies[self.policy_mapping[agent]]
                     if policy.engine is not None:
                         requests[policy.engine].append((copy, agent, policy.adapter))
@@ -304,7 +308,7 @@ class Rollout:
                         copy=copy,
                         group=copy // g,
                         agent=agent,
-                        round=round_idx,
+                        round=moves[copy][agent],  # the agent's own turn index
                         prompt_ids=gen.prompt_ids,
                         completion_ids=gen.completion_ids,
                         gen_logprobs=gen.logprobs,
@@ -323,6 +327,16 @@ class Rollout:
                 for agent, r in rewards.items():
                     info = infos[agent]
                     raw[copy][agent] += info["raw_score"]
+                    if not info.get("acted", True):
+                        # a turn-based game pays an agent on another's move (the loser's -1
+                        # on the winner's): it credits the agent's latest turn
+                        rew[copy][agent] += r
+                        earlier = last_turn.get((copy, agent))
+                        if earlier is not None:
+                            earlier.reward += r
+                            earlier.done = earlier.done or bool(terms[agent] or truncs[agent])
+                        continue
+                    moves[copy][agent] += 1
                     inval[copy][agent] += int(info["invalid_action"])
                     counts[copy][agent] += 1
                     turn = pending.get((copy, agent))
@@ -334,6 +348,7 @@ class Rollout:
                         r = self._turn_reward(turn, prompt, r, info)
                         turn.reward = r
                         turns.append(turn)
+                        last_turn[(copy, agent)] = turn
                         if before is not None and turn.done:
                             turn.baseline = self._counterfactual(
                                 turn, before, actions, prompts_seen, pending, g

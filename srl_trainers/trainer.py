@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import srl_envs
 from srl_envs.staged import StagedEnv
 from srl_trainers.algorithms import ValueHead, grpo_loss, ppo_loss
 from srl_trainers.checkpoint import (
@@ -764,7 +765,8 @@ class MultiModelTrainer:
         if cfg.run_name:
             return cfg.run_name
         cfg.run_name = (
-            f"{cfg.env}_{cfg.algorithm}_{cfg.weight_update_strategy.value}_s{cfg.seed}_"
+            f"{srl_envs.spec(cfg.env).name}_{cfg.algorithm}_{cfg.weight_update_strategy.value}"
+            f"_s{cfg.seed}_"
             f"{time.strftime('%Y%m%d-%H%M%S')}"
         )
         return cfg.run_name

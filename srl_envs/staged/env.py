@@ -340,6 +340,11 @@ class StagedEnv(ParallelEnv):
         self.env.agents = agents
 
     @property
+    def acting_agents(self) -> list[str]:
+        """The agents whose actions the next ``step`` reads (the stage in play's)."""
+        return list(getattr(self.env, "acting_agents", self.env.agents))
+
+    @property
     def stage(self) -> int:
         """Stage index of the episode in progress (fixed at ``reset()``)."""
         return self._stage

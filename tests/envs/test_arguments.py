@@ -61,6 +61,29 @@ BAD_ARGUMENTS: dict[str, list[tuple[dict[str, Any], str]]] = {
         ({"render_mode": "rgb_array"}, "render_mode"),
         ({"stages": [Stage("a", {"capacity": "50"})]}, "capacity"),
     ],
+    # PettingZoo's games through the text bridge: the bridge's options and the game's own
+    "srl/pz-tictactoe-v3": [
+        ({"seat_order": "shuffled"}, "seat_order"),
+        ({"episode_length": 0}, "episode_length"),
+        ({"episode_length": 3, "max_cycles": 4}, "max_cycles"),
+        ({"fallback": "centre"}, "fallback"),
+        ({"format_penalty": -1.0}, "format_penalty"),
+        ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"no_such_argument": 1}, "no_such_argument"),
+    ],
+    "srl/pz-connect_four-v3": [
+        ({"fallback": 7}, "fallback"),
+        ({"fallback": True}, "fallback"),
+        ({"seat_order": None}, "seat_order"),
+    ],
+    "srl/pz-leduc_holdem-v4": [
+        ({"fallback": "all-in"}, "fallback"),
+        ({"episode_length": "2"}, "episode_length"),
+    ],
+    "srl/pz-rps-v2": [
+        ({"num_action": 5}, "num_action"),
+        ({"seat_order": 1}, "seat_order"),
+    ],
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import srl_envs
+from srl_envs.bridge import PZ_GAMES
 from srl_envs.structured import cast_action
 
 NUM_STRINGS = 2000
@@ -140,7 +141,7 @@ def check_step(env, observations, rewards, infos, actions, no_action_agents) -> 
         assert np.isfinite(rewards[agent]), (agent, actions[agent])
         assert isinstance(info["invalid_action"], bool)
         assert bool(info["invalid_reason"]) == info["invalid_action"]
-        if agent in no_action_agents:
+        if agent in no_action_agents and info.get("acted", True):
             assert info["invalid_action"], f"{actions[agent]!r:.200} was accepted"
     for agent, obs in observations.items():
         assert env.observation_space(agent).contains(obs), agent
@@ -157,7 +158,7 @@ def test_text_mode_survives_adversarial_strings(case):
     while inputs:
         if not env.agents:
             env.reset()
-        actions = {a: inputs.pop() if inputs else None for a in env.agents}
+        actions = {a: inputs.pop() if inputs else None for a in env.acting_agents}
         observations, rewards, _, _, infos = env.step(actions)
         bad = {a for a, x in actions.items() if id(x) in no_action or x is None}
         check_step(env, observations, rewards, infos, actions, bad)
@@ -195,6 +196,8 @@ def structured_junk(rng: np.random.Generator, space) -> Any:
 @pytest.mark.parametrize("case", fuzz_env_cases(), ids=lambda c: f"{c[0]}-{c[1]}")
 def test_structured_mode_rejects_malformed_actions_with_a_value_error_only(case):
     env_id, kw = case
+    if env_id in PZ_GAMES:
+        pytest.skip("a bridged PettingZoo game is text-only (its structured mode is the game)")
     env = srl_envs.make(env_id, action_mode="structured", **kw)
     rng = np.random.default_rng(1)
     env.reset(seed=1)

@@ -2,7 +2,9 @@
 
     python tests/golden/regenerate.py
 
-For every registered env this plays one seeded game with the env's scripted bots
+For every registered env (PettingZoo's games through the text bridge too: there only the
+agent to move is prompted, the others wait) this plays one seeded game with the env's
+scripted bots
 (``srl_envs.make_bot``, one bot kind per agent in turn) and writes ``<name>.txt`` next to
 this file: per round, every agent's prompt, its action text, the parsed action, the
 invalid flag and reason, its reward and raw score. One action per game is replaced by
@@ -35,6 +37,8 @@ SETTINGS: dict[str, dict] = {
     "srl/coop_compete-v0": {"num_models": 3, "episode_length": 4},
     "srl/team_battle-v0": {"team_size": 2, "num_fields": 3, "episode_length": 3},
     "srl/staged-v0": {"num_models": 3, "warmup_episodes": 1, "episode_length": 3},
+    "srl/pz-leduc_holdem-v4": {"fallback": "call"},  # the invalid answer calls: a longer hand
+    "srl/pz-rps-v2": {"max_cycles": 3},
 }
 
 
@@ -67,13 +71,19 @@ def playthrough(env_id: str) -> str:
     rnd = 0
     while env.agents:
         rnd += 1
-        actions = {a: bots[a].act(observations[a]) for a in env.agents}
+        movers = list(env.acting_agents)  # a turn-based game: only the agent to move
+        actions = {a: bots[a].act(observations[a]) for a in movers}
         if rnd == INVALID_ROUND:
-            actions[env.agents[-1]] = INVALID_ACTION
+            actions[movers[-1]] = INVALID_ACTION
         acting = list(env.agents)
         next_obs, rewards, terminations, truncations, infos = env.step(actions)
         for agent in acting:
             info = infos[agent]
+            if agent not in actions:
+                lines.append(f"=== round {rnd} / {agent} (waits) ===")
+                lines.append(f"reward: {rewards[agent]:.6f}  raw: {info['raw_score']:.6f}")
+                lines.append("")
+                continue
             lines.append(f"=== round {rnd} / {agent} ===")
             lines += _block("observation", observations[agent])
             lines += _block("action", actions[agent])
