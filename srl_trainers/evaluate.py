@@ -239,6 +239,7 @@ def evaluate(
     temperature: float = 0.0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     stage: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> EvaluationReport:
     """Play ``num_episodes`` evaluation episodes and measure every policy (see the module
     docstring).
@@ -252,6 +253,9 @@ def evaluate(
     ``stage`` (staged env only): play every episode at this curriculum stage, past the
     warm-up, instead of the stage the target is at; the curriculum itself is left as it was.
     It compares one population across stages, or two populations at one stage.
+    ``overrides``: ``MultiModelConfig`` fields to evaluate under instead of the target's (the
+    same slots): another ``policy_mapping`` puts a trained slot in another seat,
+    ``env_kwargs`` another game setting (``{"seat_order": "fixed"}`` for a PettingZoo game).
     """
     return asyncio.run(
         aevaluate(
@@ -261,6 +265,7 @@ def evaluate(
             temperature=temperature,
             checkpoint_dir=checkpoint_dir,
             stage=stage,
+            overrides=overrides,
         )
     )
 
@@ -273,6 +278,7 @@ async def aevaluate(
     temperature: float = 0.0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     stage: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> EvaluationReport:
     """:func:`evaluate` for callers already inside an event loop."""
     from srl_trainers.population import build_players
@@ -284,15 +290,15 @@ async def aevaluate(
         raise ValueError(f"temperature={temperature!r}: use a number in [0, 10] (0: greedy)")
     with tempfile.TemporaryDirectory(prefix="srl-eval-") as scratch:
         if isinstance(target, MultiModelTrainer):
-            players, source = _players_of(target, opponent, scratch), "trainer"
+            players, source = _players_of(target, opponent, scratch, overrides), "trainer"
             episode = target.current_episode
         elif isinstance(target, MultiModelConfig):
-            players = build_players(_eval_config(target, opponent))
+            players = build_players(_eval_config(target, opponent, overrides))
             source, episode = "untrained", 0
         elif isinstance(target, str | os.PathLike):
             path, meta = _resolve_checkpoint(target, checkpoint_dir)
             config = MultiModelConfig.from_dict(meta["config"])
-            players = build_players(_eval_config(config, opponent))
+            players = build_players(_eval_config(config, opponent, overrides))
             _load_weights(players, path, meta)
             source, episode = str(path), int(meta["episode"])
         else:
@@ -303,10 +309,25 @@ async def aevaluate(
         return await _play(players, num_episodes, temperature, source, episode, stage)
 
 
-def _eval_config(config: MultiModelConfig, opponent: str | None) -> MultiModelConfig:
-    """A copy of ``config`` for evaluation: no monitor, and the opponent (if given) in place of
-    every bot or frozen-base agent."""
+def _eval_config(
+    config: MultiModelConfig, opponent: str | None, overrides: dict[str, Any] | None = None
+) -> MultiModelConfig:
+    """A copy of ``config`` for evaluation: no monitor, the ``overrides`` fields, and the
+    opponent (if given) in place of every bot or frozen-base agent."""
     data = config.to_dict()
+    if overrides:
+        unknown = sorted(set(overrides) - set(data))
+        if unknown:
+            raise ConfigError(
+                f"evaluate(overrides=...): {unknown} are no MultiModelConfig fields; use fields "
+                f"such as policy_mapping, env_kwargs, temperature"
+            )
+        if "num_models" in overrides or "model_types" in overrides:
+            raise ConfigError(
+                "evaluate(overrides=...) keeps the target's slots: num_models and model_types "
+                "cannot change"
+            )
+        data.update(json.loads(json.dumps(overrides, default=str)))
     data.update(enable_monitoring=False)
     if opponent is not None:
         data["opponent_policy"] = opponent
@@ -326,17 +347,20 @@ def _same_opponent(config: MultiModelConfig, opponent: str | None) -> bool:
 
 
 def _players_of(
-    trainer: MultiModelTrainer, opponent: str | None, scratch: str
+    trainer: MultiModelTrainer,
+    opponent: str | None,
+    scratch: str,
+    overrides: dict[str, Any] | None = None,
 ) -> MultiModelTrainer | Players:
     """The trainer itself (it holds what plays), or, for another opponent, new
     :class:`~srl_trainers.population.Players` with the trainer's adapter weights and
     curriculum state."""
     trainer.setup()
-    if _same_opponent(trainer.config, opponent):
+    if _same_opponent(trainer.config, opponent) and not overrides:
         return trainer
     from srl_trainers.population import build_players
 
-    players = build_players(_eval_config(trainer.config, opponent))
+    players = build_players(_eval_config(trainer.config, opponent, overrides))
     for slot in trainer.slots:
         directory = Path(scratch) / "adapters" / slot
         trainer.pool_of[slot].save_adapter(slot, directory)

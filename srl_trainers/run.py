@@ -51,8 +51,11 @@ def _field_help(f: dataclasses.Field) -> str:
     return f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
 
 
-def _choices(tp: Any) -> list[str]:
-    """The values of a Literal or enum field type."""
+def _choices(tp: Any) -> list[str] | None:
+    """The values of a Literal or enum field type (None for a free string: the config's
+    validation names what is allowed, e.g. every registered env id)."""
+    if tp is str:
+        return None
     if typing.get_origin(tp) is Literal:
         return list(typing.get_args(tp))
     return [m.value for m in tp]
