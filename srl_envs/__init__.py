@@ -11,7 +11,13 @@ game with discrete actions): ``srl/pz-tictactoe-v3``, ``srl/pz-connect_four-v3``
 """
 
 from srl_envs.base import SRLParallelEnv
-from srl_envs.bridge import TextBridgeEnv, register_pettingzoo, text_env
+from srl_envs.bridge import (
+    TextArenaEnv,
+    TextBridgeEnv,
+    register_pettingzoo,
+    text_env,
+    textarena_env,
+)
 from srl_envs.coop_compete import CoopCompeteEnv, create_multi_model_coop_compete_env
 from srl_envs.parsing import ParseResult
 from srl_envs.policies import ScriptedPolicy
@@ -28,6 +34,7 @@ __all__ = [
     "ScriptedPolicy",
     "StagedEnv",
     "TeamBattleEnv",
+    "TextArenaEnv",
     "TextBridgeEnv",
     "create_multi_model_coop_compete_env",
     "create_multi_model_staged_env",
@@ -40,4 +47,5 @@ __all__ = [
     "register_pettingzoo",
     "spec",
     "text_env",
+    "textarena_env",
 ]

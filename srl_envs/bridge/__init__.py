@@ -9,6 +9,10 @@ scripted players (``random``: a random legal move; ``heuristic``: one per game, 
 * ``srl/pz-tictactoe-v3``, ``srl/pz-connect_four-v3``, ``srl/pz-leduc_holdem-v4`` (turn-based),
 * ``srl/pz-rps-v2`` (simultaneous rock-paper-scissors).
 
+TextArena's games (text games already, in their own answer format) come through
+:func:`textarena_env` (:mod:`srl_envs.bridge.textarena`): ``srl/ta-tictactoe-v0``,
+``srl/ta-kuhn_poker-v0``, ``srl/ta-prisoners_dilemma-v0``.
+
 ``srl_envs.make("srl/pz-tictactoe-v3", seat_order="random")``: the bridge's options
 (``episode_length``/``max_cycles``, ``seat_order``, ``fallback``, ``format_penalty``,
 ``render_mode``) go to the bridge, every other keyword to the PettingZoo constructor
@@ -30,6 +34,7 @@ from typing import Any
 from srl_envs.bridge.bots import BOTS, RandomLegal, read_legal
 from srl_envs.bridge.env import ACTION_KEYWORD, TextBridgeEnv, parse_move, text_env
 from srl_envs.bridge.games import GAMES, GameText, GameView, GenericText, game_text_for
+from srl_envs.bridge.textarena import TA_GAMES, BracketedRandom, TextArenaEnv, textarena_env
 from srl_envs.policies import ScriptedPolicy
 from srl_envs.registry import EnvSpec, register
 
@@ -38,16 +43,20 @@ __all__ = [
     "BOTS",
     "GAMES",
     "PZ_GAMES",
+    "TA_GAMES",
+    "BracketedRandom",
     "GameText",
     "GameView",
     "GenericText",
     "RandomLegal",
+    "TextArenaEnv",
     "TextBridgeEnv",
     "game_text_for",
     "parse_move",
     "read_legal",
     "register_pettingzoo",
     "text_env",
+    "textarena_env",
 ]
 
 BRIDGE_OPTIONS = frozenset(
@@ -147,4 +156,24 @@ for _id, (_module, _attr, _description) in PZ_GAMES.items():
         bots=BOTS[_pz_name],
         default_bot="heuristic",
         description=_description,
+    )
+
+
+def _textarena_factory(env_id: str, game: str) -> Callable[..., TextArenaEnv]:
+    def entry_point(**kwargs: Any) -> TextArenaEnv:
+        return TextArenaEnv(game, env_id=env_id, **kwargs)
+
+    return entry_point
+
+
+for _id, (_game, _description) in TA_GAMES.items():
+    register(
+        EnvSpec(
+            id=_id,
+            entry_point=_textarena_factory(_id, _game),
+            bots={"random": BracketedRandom},
+            default_bot="random",
+            description=_description,
+            trainer_episode_length=None,
+        )
     )

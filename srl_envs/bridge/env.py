@@ -195,7 +195,8 @@ class TextBridgeEnv(ParallelEnv):
                 f"episode_length={episode_length!r} and max_cycles={max_cycles!r}"
             )
         cap = episode_length if episode_length is not None else max_cycles
-        self.episode_length = None if cap is None else check_int_range("episode_length", cap, 1)
+        name = "episode_length" if episode_length is not None else "max_cycles"
+        self.episode_length = None if cap is None else check_int_range(name, cap, 1)
         self.format_penalty = check_float_range("format_penalty", format_penalty, 0.0)
         self.seat_order = check_choice("seat_order", seat_order, SEAT_ORDERS)
         self.render_mode = check_choice("render_mode", render_mode, (None, *RENDER_MODES))

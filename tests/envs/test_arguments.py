@@ -84,6 +84,16 @@ BAD_ARGUMENTS: dict[str, list[tuple[dict[str, Any], str]]] = {
         ({"num_action": 5}, "num_action"),
         ({"seat_order": 1}, "seat_order"),
     ],
+    "srl/ta-tictactoe-v0": [
+        ({"num_players": 0}, "num_players"),
+        ({"episode_length": 0}, "episode_length"),
+        ({"format_penalty": "0.1"}, "format_penalty"),
+    ],
+    "srl/ta-kuhn_poker-v0": [({"render_mode": "rgb_array"}, "render_mode")],
+    "srl/ta-prisoners_dilemma-v0": [
+        ({"no_such_argument": 1}, "no_such_argument"),
+        ({"max_cycles": 0}, "max_cycles"),
+    ],
 }
 
 

@@ -14,12 +14,14 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import srl_envs
-from srl_envs.bridge import PZ_GAMES
+from srl_envs.bridge import PZ_GAMES, TA_GAMES
 from srl_envs.staged import Stage
 
-# srl's own games (text and structured modes, reward mixing); PettingZoo's games through the
-# text bridge are text-only and keep their own rewards (tests/envs/test_bridge.py).
-NATIVE_ENVS = [env_id for env_id in srl_envs.list_envs() if env_id not in PZ_GAMES]
+# srl's own games (text and structured modes, reward mixing); PettingZoo's and TextArena's
+# games through the bridge are text-only and keep their own rewards (tests/envs/test_bridge.py,
+# tests/envs/test_textarena.py).
+BRIDGED = {**PZ_GAMES, **TA_GAMES}
+NATIVE_ENVS = [env_id for env_id in srl_envs.list_envs() if env_id not in BRIDGED]
 
 # Stages that keep the field count (the default stages change it: 3, 5, 7 fields).
 TEAM_BUDGET_STAGES = (
@@ -72,6 +74,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "srl/pz-connect_four-v3": [{}, {"fallback": "4"}],
     "srl/pz-leduc_holdem-v4": [{}, {"seat_order": "random", "format_penalty": 0.0}],
     "srl/pz-rps-v2": [{}, {"num_actions": 5, "max_cycles": 4}],
+    "srl/ta-tictactoe-v0": [{}, {"episode_length": 2}],
+    "srl/ta-kuhn_poker-v0": [{}],
 }
 
 
@@ -97,11 +101,11 @@ def test_every_registered_env_has_cases():
 @pytest.mark.parametrize("case", env_cases(native=False), ids=case_id)
 def test_pettingzoo_conformance(case, action_mode):
     env_id, kw = case
-    if env_id in PZ_GAMES and action_mode == "structured":
-        pytest.skip("a bridged PettingZoo game's structured mode is the PettingZoo env itself")
+    if env_id in BRIDGED and action_mode == "structured":
+        pytest.skip("a bridged game is text-only (a PettingZoo game's structured mode is itself)")
 
     def make():
-        if env_id in PZ_GAMES:
+        if env_id in BRIDGED:
             return srl_envs.make(env_id, **kw)
         return srl_envs.make(env_id, action_mode=action_mode, **kw)
 

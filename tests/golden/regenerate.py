@@ -39,6 +39,9 @@ SETTINGS: dict[str, dict] = {
     "srl/staged-v0": {"num_models": 3, "warmup_episodes": 1, "episode_length": 3},
     "srl/pz-leduc_holdem-v4": {"fallback": "call"},  # the invalid answer calls: a longer hand
     "srl/pz-rps-v2": {"max_cycles": 3},
+    # TextArena prompts hold the whole game so far: short games keep the files readable
+    "srl/ta-prisoners_dilemma-v0": {"episode_length": 3},
+    "srl/ta-tictactoe-v0": {"episode_length": 3},
 }
 
 
