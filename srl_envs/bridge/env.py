@@ -517,8 +517,9 @@ class TextBridgeEnv(ParallelEnv):
             lines += [
                 "It is your turn." if self.turn_based else "Choose your move for this round.",
                 f"Legal moves: {listed}",
-                f"Answer with one line: {ACTION_KEYWORD} <move>, for example "
-                f"{ACTION_KEYWORD} {names[legal[0]]}",
+                # no example move: a small model copies an example (the first legal move)
+                # and training then only sharpens that copy
+                f"Answer with one line: {ACTION_KEYWORD} <move>, with one of the legal moves.",
             ]
         else:
             movers = ", ".join(self.acting_agents)
