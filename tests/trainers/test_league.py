@@ -1,0 +1,111 @@
+"""The offline league: openskill ratings on hand-checked games, head-to-head play of bots, the
+base model and checkpoints (tiny model), and its command line's bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from srl_trainers import MultiModelTrainer
+from srl_trainers.league import Ratings, main, parse_player, run_league
+from srl_trainers.testing import tiny_trainer_config
+
+
+def test_a_win_moves_both_ratings_and_a_draw_between_equals_moves_neither():
+    r = Ratings()
+    r.rate([["a"], ["b"]], [1.0, 0.0])
+    a, b = r.rating("a"), r.rating("b")
+    assert a.mu > 25.0 > b.mu and a.mu - 25.0 == pytest.approx(25.0 - b.mu)
+    assert a.sigma < 25.0 / 3 and b.sigma == pytest.approx(a.sigma)
+    r.rate([["c"], ["d"]], [0.5, 0.5])
+    assert r.rating("c").mu == pytest.approx(25.0) == pytest.approx(r.rating("d").mu)
+    assert r.table()[0]["player"] == "a"
+    assert r.table()[0]["ordinal"] == pytest.approx(a.mu - 3 * a.sigma)
+
+
+def test_teams_and_a_multi_player_ranking():
+    r = Ratings()
+    r.rate([["red_0", "red_1"], ["blue_0", "blue_1"]], [3.0, 1.0])  # a team win
+    assert r.rating("red_0").mu == pytest.approx(r.rating("red_1").mu)
+    assert r.rating("red_0").mu > 25.0
+    r2 = Ratings()
+    r2.rate([["x"], ["y"], ["z"]], [10.0, 5.0, 1.0])  # a commons ranking by score
+    mus = [r2.rating(n).mu for n in ("x", "y", "z")]
+    assert mus[0] > mus[1] > mus[2]
+    with pytest.raises(ValueError, match="a score per team"):
+        r2.rate([["x"]], [1.0])
+
+
+def test_ratings_round_trip_through_their_state():
+    r = Ratings()
+    for _ in range(3):
+        r.rate([["a"], ["b"]], [1.0, 0.0])
+    copy = Ratings()
+    copy.load_state_dict(json.loads(json.dumps(r.state_dict())))
+    assert copy.table() == r.table()
+    copy.rate([["a"], ["b"]], [0.0, 1.0])
+    r.rate([["a"], ["b"]], [0.0, 1.0])
+    assert copy.table() == r.table()  # a resumed league continues exactly
+
+
+def test_bots_are_rated_by_their_games():
+    report = run_league(["bot:random", "bot:heuristic"], env="srl/pz-tictactoe-v3", games=8)
+    assert report.ratings[0]["player"] == "bot:heuristic"
+    assert report.payoff["bot:heuristic"]["bot:random"] > 0.8
+    wins = report.results["bot:heuristic"]["bot:random"]
+    assert sum(wins.values()) == 16  # 8 games on each side
+    assert report.payoff["bot:random"]["bot:heuristic"] == pytest.approx(
+        1.0 - report.payoff["bot:heuristic"]["bot:random"]
+    )
+
+
+def test_checkpoints_the_base_and_bots_play_one_league(tiny_model_path, tmp_path, capsys):
+    cfg = tiny_trainer_config(
+        tiny_model_path,
+        tmp_path,
+        env="srl/pz-tictactoe-v3",
+        num_models=1,
+        episode_length=None,
+        kv_cache_size=1024,
+        opponent_policy="random",
+        max_episodes=1,
+        save_interval=1,
+    )
+    MultiModelTrainer(cfg).train_sync()
+    ckpt = str(tmp_path / "ckpt")
+    out = tmp_path / "league.json"
+    code = main(
+        [
+            "--players", "latest", "base", "bot:random",
+            "--checkpoint-dir", ckpt, "--games", "2",
+            "--json", str(out), "--png", str(tmp_path / "league.png"),
+        ]
+    )  # fmt: skip
+    assert code == 0 and (tmp_path / "league.png").stat().st_size > 0
+    report = json.loads(out.read_text())
+    assert {row["player"] for row in report["ratings"]} == {"latest", "base", "bot:random"}
+    assert all(row["games"] == 8 for row in report["ratings"])  # 2 opponents x 2 sides x 2
+    assert report["command"][:3] == ["python", "-m", "srl_trainers.league"]
+    slot = cfg.slot_ids()[0]
+    assert parse_player(f"latest#{slot}", ckpt).slot == slot
+    with pytest.raises(ValueError, match="has no slot 'model_7_tiny'"):
+        parse_player("latest#model_7_tiny", ckpt)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--players", "bot:random"], "two players or more"),
+        (["--players", "bot:random", "nosuchplayer"], "no bot:<name>, no 'base'"),
+        (["--players", "bot:random", "bot:grandmaster"], "has no bot 'grandmaster'"),
+        (["--players", "bot:random", "bot:random"], "name one player twice"),
+        (["--players", "bot:random", "bot:heuristic", "--games", "0"], "--games 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--env", "srl/pz-tictactoe-v3", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
