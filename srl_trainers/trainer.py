@@ -65,6 +65,7 @@ from srl_trainers.credit import (
     grpo_advantages,
     ppo_advantages,
 )
+from srl_trainers.league import Ratings
 from srl_trainers.models import ModelPool
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import Policy
@@ -219,6 +220,9 @@ class MultiModelTrainer:
             p: {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
             for p in self.policies
         }
+        # openskill ratings of every policy (slots, bots, the base, API models) from the games
+        # played in training: rating/<policy>/{mu,sigma,ordinal}
+        self.ratings = Ratings()
         self.checkpoints = CheckpointManager(
             cfg.checkpoint_dir, max_checkpoints=cfg.max_checkpoints
         )
@@ -645,6 +649,8 @@ class MultiModelTrainer:
                 per_policy[pid]["invalid"].append(rollout.invalid_counts[copy].get(agent, 0))
                 per_policy[pid]["turns"].append(rollout.turn_counts[copy].get(agent, 0))
         group_welfare = float(np.mean(welfare))
+        for copy in range(self.num_copies):
+            self._rate_copy(rollout.raw_totals[copy])
         for pid, stats in per_policy.items():
             invalid, turns = sum(stats["invalid"]), sum(stats["turns"])
             self._history[pid].append(
@@ -663,6 +669,23 @@ class MultiModelTrainer:
             totals["invalid"] += invalid
             totals["turns"] += turns
         return group_welfare
+
+    def _rate_copy(self, raw: dict[str, float]) -> None:
+        """Rate one game: in a team game the teams (each the policies of its agents), else each
+        policy by its agents' mean raw score; games where one policy plays on both teams (or
+        only one policy plays) rate nothing."""
+        sides: dict[str, list[str]] = defaultdict(list)
+        for agent in raw:
+            side = self.teams[agent] if self.teams else self.policy_mapping[agent]
+            sides[side].append(agent)
+        if len(sides) < 2:
+            return
+        teams = [sorted({self.policy_mapping[a] for a in agents}) for agents in sides.values()]
+        members = [p for team in teams for p in team]
+        if len(members) != len(set(members)):
+            return
+        scores = [float(np.mean([raw[a] for a in agents])) for agents in sides.values()]
+        self.ratings.rate(teams, scores)
 
     def _episode_metrics(self, rollout, update_metrics, coop, comp, welfare) -> dict[str, float]:
         metrics: dict[str, float] = {
@@ -693,8 +716,18 @@ class MultiModelTrainer:
             metrics[f"model/{pid}/update_count"] = float(self._update_count(pid))
         for policy in self.policies.values():  # api/<policy>/failures, token usage, ...
             metrics.update(policy.metrics())
+        for row in self.ratings.table():
+            for key in ("mu", "sigma", "ordinal"):
+                metrics[f"rating/{row['player']}/{key}"] = row[key]
         metrics.update(update_metrics)
         return metrics
+
+    def _rating_of(self, pid: str) -> dict[str, float]:
+        """``rating_mu``, ``rating_sigma``, ``rating_ordinal`` of a rated policy (else {})."""
+        for row in self.ratings.table():
+            if row["player"] == pid:
+                return {f"rating_{k}": row[k] for k in ("mu", "sigma", "ordinal")}
+        return {}
 
     def _update_count(self, pid: str) -> int:
         for checkpoint, slots in self.groups.items():
@@ -749,6 +782,7 @@ class MultiModelTrainer:
                 "cooperation_score": float(np.mean([x["welfare"] for x in h])) if h else 0.0,
                 "total_episodes": int(totals.get("episodes", 0)),
                 "update_count": self._update_count(pid),
+                **self._rating_of(pid),
             }
             out[pid].update(policy.usage())  # API: requests, failures, retries, tokens
         return out
@@ -853,6 +887,7 @@ class MultiModelTrainer:
             "api": {
                 p: x.state_dict() for p, x in self.policies.items() if x.state_dict() is not None
             },
+            "ratings": self.ratings.state_dict(),
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
@@ -879,6 +914,8 @@ class MultiModelTrainer:
         self.checkpoints_saved = list(state["checkpoints_saved"])
         for pid, counters in state["api"].items():
             self.policies[pid].load_state_dict(counters)
+        self.ratings = Ratings()
+        self.ratings.load_state_dict(state.get("ratings", {}))  # none in older checkpoints
 
     def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
         """Restore a checkpoint (id or ``"latest"``) so that ``train()`` continues from it.

@@ -109,3 +109,30 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_training_rates_every_policy_and_a_resume_continues_the_ratings(tiny_model_path, tmp_path):
+    cfg = tiny_trainer_config(
+        tiny_model_path,
+        tmp_path,
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        max_episodes=2,
+        save_interval=1,
+    )
+    trainer = MultiModelTrainer(cfg)
+    results = trainer.train_sync()
+    table = {row["player"]: row for row in trainer.ratings.table()}
+    # red: the two LoRA slots rated as one team; blue: the heuristic bot
+    assert set(table) == {"model_0_tiny", "model_1_tiny", "bot_heuristic"}
+    assert table["model_0_tiny"]["mu"] == pytest.approx(table["model_1_tiny"]["mu"])
+    assert all(row["games"] == 2 * trainer.num_copies for row in table.values())
+    metrics = trainer._last_metrics
+    assert metrics["rating/bot_heuristic/ordinal"] == pytest.approx(
+        table["bot_heuristic"]["ordinal"]
+    )
+    summary = results["final_model_states"]["model_0_tiny"]
+    assert summary["rating_mu"] == pytest.approx(table["model_0_tiny"]["mu"])
+    resumed = MultiModelTrainer(cfg)
+    assert resumed.load_checkpoint("latest")
+    assert resumed.ratings.table() == trainer.ratings.table()
