@@ -259,6 +259,25 @@ class MultiModelConfig:
         default="heuristic",
         min_len=1,
     )
+    opponent_sampling: Literal["fixed", "latest", "uniform", "pfsp"] = _help(
+        "Who plays the agents without a slot each episode: 'fixed' (opponent_policy, as "
+        "always), or frozen snapshots of the trained slots (self-play): 'latest' (the newest "
+        "snapshot), 'uniform' (any snapshot), 'pfsp' (prioritized fictitious self-play: "
+        "snapshots the learners beat about half the time, weight p(1-p) of the win rate p).",
+        default="fixed",
+    )
+    snapshot_interval: int = _help(
+        "Self-play: optimizer updates of the trained slots between two snapshots (a snapshot "
+        "freezes every slot's adapter; the first is taken before training).",
+        default=10,
+        ge=1,
+    )
+    max_snapshots: int = _help(
+        "Self-play: snapshots kept (the oldest goes first); each is one adapter per slot.",
+        default=8,
+        ge=1,
+        le=1000,
+    )
     # --------------------------------------------------------------- algorithm
     algorithm: Literal["grpo", "ppo"] = _help("grpo | ppo.", default="grpo")
     group_size: int = _help(

@@ -514,7 +514,10 @@ async def _play(
         if env_figures.get(key):
             game[f"{key}_per_round"] = float(np.mean(env_figures[key]))
     finished = {name: acc.finish() for name, acc in groups.items()}
-    opp = sorted({p.model_name for p in players.policies.values() if not p.trainable})
+    playing = {players.policy_mapping[a] for a in players.agents}  # not a league's snapshots
+    opp = sorted(
+        {p.model_name for pid, p in players.policies.items() if not p.trainable and pid in playing}
+    )
     first = EVAL_SEED_OFFSET
     return EvaluationReport(
         env=players.environment.env_id,
@@ -551,6 +554,8 @@ def _groups(players: Players) -> dict[str, _Accumulator]:
     groups = {}
     for pid, policy in players.policies.items():
         agents = [a for a in players.agents if players.policy_mapping[a] == pid]
+        if not agents:  # a league's snapshot that plays nothing here
+            continue
         groups[f"policy:{pid}"] = _Accumulator(pid, agents, policy.describe(), policy.trainable)
     if players.teams is not None:
         for team in dict.fromkeys(players.teams[a] for a in players.agents):

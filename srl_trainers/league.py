@@ -39,10 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from srl_trainers.cli import ArgumentParser
 from srl_trainers.config import ConfigError, MultiModelConfig
 
-__all__ = ["LeagueReport", "PlayerSpec", "Ratings", "main", "parse_player", "run_league"]
+__all__ = [
+    "LeagueReport",
+    "PlayerSpec",
+    "Ratings",
+    "SnapshotLeague",
+    "main",
+    "parse_player",
+    "pfsp_weights",
+    "run_league",
+]
 
 
 # ------------------------------------------------------------------------------ ratings
@@ -105,6 +116,119 @@ class Ratings:
             for name, v in state.items()
         }
         self.games = defaultdict(int, {name: int(v.get("games", 0)) for name, v in state.items()})
+
+
+# ------------------------------------------------------------------------------ self-play
+def pfsp_weights(win_rates: Sequence[float]) -> list[float]:
+    """Prioritized fictitious self-play: sampling weights of opponents from the learners' win
+    rate ``p`` against each, ``p (1 - p)`` (opponents beaten about half the time first), with
+    a floor so that no opponent is never played; normalised to sum to 1."""
+    raw = [max(p * (1.0 - p), 0.02) for p in win_rates]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+class SnapshotLeague:
+    """Frozen snapshots of the trained slots, and which of them plays the opponents.
+
+    A snapshot freezes every trained slot's adapter at once (ids ``<slot>_ep<episode>``, on
+    the same base model, so they generate in the same mixed-adapter batch). The opponent
+    agents (those ``opponent_policy`` plays with ``opponent_sampling="fixed"``) are played,
+    for a whole training episode, by one snapshot drawn by ``sampling``: the i-th opponent
+    agent by the snapshot of the i-th slot (cycled), so a red LoRA team meets a blue team of
+    its own earlier selves. The learners' results against each snapshot (wins, games) drive
+    ``pfsp``; the draw's generator is seeded and kept in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        sampling: str,
+        slots: list[str],
+        opponents: list[str],
+        *,
+        max_snapshots: int,
+        seed: int,
+    ) -> None:
+        if not opponents:
+            raise ConfigError(
+                f"MultiModelConfig.opponent_sampling={sampling!r} needs agents that no slot "
+                "plays (the opponents the snapshots play): lower num_models or leave agents out "
+                "of policy_mapping"
+            )
+        self.sampling = sampling
+        self.slots = list(slots)
+        self.opponents = list(opponents)
+        self.max_snapshots = max_snapshots
+        self.snapshots: list[dict[str, Any]] = []  # {"name", "episode", "policies": {slot: id}}
+        self.results: dict[str, list[int]] = {}  # snapshot name -> [learner wins, games]
+        self.rng = np.random.default_rng(seed)
+        self.current: str | None = None
+        self.mark = 0  # the slots' update count at the latest snapshot
+
+    def policy_ids(self, episode: int) -> dict[str, str]:
+        return {slot: f"{slot}_ep{episode}" for slot in self.slots}
+
+    def add(self, episode: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Register the snapshot of ``episode``; returns its slot -> policy id map and the
+        snapshots evicted to stay within ``max_snapshots``."""
+        snap = {"name": f"ep{episode}", "episode": episode, "policies": self.policy_ids(episode)}
+        self.snapshots.append(snap)
+        self.results.setdefault(snap["name"], [0, 0])
+        evicted = []
+        while len(self.snapshots) > self.max_snapshots:
+            old = self.snapshots.pop(0)
+            self.results.pop(old["name"], None)
+            evicted.append(old)
+        return snap["policies"], evicted
+
+    def draw(self) -> dict[str, Any] | None:
+        """The snapshot that plays this episode's opponents (None before the first)."""
+        if not self.snapshots:
+            self.current = None
+            return None
+        if self.sampling == "latest":
+            snap = self.snapshots[-1]
+        elif self.sampling == "uniform":
+            snap = self.snapshots[int(self.rng.integers(len(self.snapshots)))]
+        else:
+            rates = [self.win_rate(s["name"]) for s in self.snapshots]
+            weights = pfsp_weights(rates)
+            snap = self.snapshots[int(self.rng.choice(len(self.snapshots), p=weights))]
+        self.current = snap["name"]
+        return snap
+
+    def mapping(self, base: dict[str, str], snap: dict[str, Any] | None) -> dict[str, str]:
+        """The policy mapping of an episode against ``snap`` (``base`` without one)."""
+        if snap is None:
+            return dict(base)
+        out = dict(base)
+        for i, agent in enumerate(self.opponents):
+            out[agent] = snap["policies"][self.slots[i % len(self.slots)]]
+        return out
+
+    def record(self, wins: Sequence[float]) -> None:
+        """The learners' results (1 win, 0.5 draw, 0 loss per game) against the current one."""
+        if self.current is None:
+            return
+        acc = self.results.setdefault(self.current, [0, 0])
+        acc[0] += float(sum(wins))
+        acc[1] += len(wins)
+
+    def win_rate(self, name: str) -> float:
+        wins, games = self.results.get(name, [0, 0])
+        return wins / games if games else 0.5
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "snapshots": [dict(s, policies=dict(s["policies"])) for s in self.snapshots],
+            "results": {k: list(v) for k, v in self.results.items()},
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.snapshots = [dict(s, policies=dict(s["policies"])) for s in state["snapshots"]]
+        self.results = {k: list(v) for k, v in state["results"].items()}
+        self.rng.bit_generator.state = state["rng"]
 
 
 # ------------------------------------------------------------------------------ players

@@ -17,7 +17,7 @@ from typing import Any
 
 from srl_envs.policies import ScriptedPolicy
 
-__all__ = ["BotPolicy", "LoRAPolicy", "Policy"]
+__all__ = ["BotPolicy", "LoRAPolicy", "Policy", "SnapshotPolicy"]
 
 
 @dataclass
@@ -88,6 +88,20 @@ class LoRAPolicy(Policy):
     @property
     def adapter(self) -> str | None:
         return self.policy_id if self.trainable else None  # None: the frozen base
+
+
+@dataclass
+class SnapshotPolicy(LoRAPolicy):
+    """A frozen copy of a trained slot's adapter (self-play): generated with its own adapter
+    in the base model's batched call, never trained."""
+
+    trainable: bool = False
+    source: str = ""  # the slot it froze
+    episode: int = 0  # the training episode it was taken at
+
+    @property
+    def adapter(self) -> str | None:
+        return self.policy_id
 
 
 @dataclass

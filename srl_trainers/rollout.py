@@ -234,7 +234,7 @@ class Rollout:
         last_turn: dict[tuple[int, str], Turn] = {}  # the latest LLM turn of each agent
         while any(live):
             # --- who acts: engine requests grouped by base model; other policies answer theirs
-            requests: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
+            requests: dict[str, list[tuple[int, str, str | None, str | None]]] = defaultdict(list)
             own_requests: dict[str, list[tuple[int, str]]] = defaultdict(list)
             actions: list[dict[str, str]] = [{} for _ in range(E)]
             for copy in range(E):
@@ -243,8 +243,9 @@ class Rollout:
                 env = self.envs[copy]  # a turn-based game: only its mover acts
                 for agent in getattr(env, "acting_agents", env.agents):
                     policy = self.policies[self.policy_mapping[agent]]
-                    if policy.engine is not None:
-                        requests[policy.engine].append((copy, agent, policy.adapter))
+                    if policy.engine is not None:  # the adapter, and the slot a turn trains
+                        trained = policy.policy_id if policy.trainable else None
+                        requests[policy.engine].append((copy, agent, policy.adapter, trained))
                     else:
                         own_requests[policy.policy_id].append((copy, agent))
             # --- one mixed-adapter generate call per base model
@@ -257,7 +258,7 @@ class Rollout:
                 pool = self.pools[checkpoint]
                 prefix_ids = self._prefix_ids(pool)
                 prompts = pool.format_prompts(
-                    [observations[c][a] for c, a, _ in reqs],
+                    [observations[c][a] for c, a, _, _ in reqs],
                     self._system_prompt(),
                     max_new_tokens=cfg.max_new_tokens + len(prefix_ids),
                 )
@@ -271,7 +272,7 @@ class Rollout:
                     asyncio.to_thread(
                         generate,
                         prompts,
-                        [s for _, _, s in reqs],
+                        [s for _, _, s, _ in reqs],
                         max_new_tokens=cfg.max_new_tokens,
                         top_p=cfg.top_p,
                         generator_seed=gen_seed,
@@ -296,7 +297,7 @@ class Rollout:
                     actions[copy][agent] = text
             pending: dict[tuple[int, str], Turn] = {}
             for reqs, gens in zip(requests.values(), results):
-                for (copy, agent, slot), gen in zip(reqs, gens):
+                for (copy, agent, _, slot), gen in zip(reqs, gens):
                     text = self.response_prefix + gen.text
                     actions[copy][agent] = text
                     tokens += len(gen.completion_ids)

@@ -30,6 +30,7 @@ import dataclasses
 import os
 import random
 import signal
+import tempfile
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -65,10 +66,10 @@ from srl_trainers.credit import (
     grpo_advantages,
     ppo_advantages,
 )
-from srl_trainers.league import Ratings
+from srl_trainers.league import Ratings, SnapshotLeague
 from srl_trainers.models import ModelPool
 from srl_trainers.monitor import UnifiedMonitor
-from srl_trainers.policies import Policy
+from srl_trainers.policies import Policy, SnapshotPolicy
 from srl_trainers.population import Population, build_pool, response_prefix_of
 from srl_trainers.rollout import (
     EVAL_SEED_OFFSET,
@@ -104,6 +105,7 @@ RESUME_FIELDS = (
     "lora_rank",
     "lora_alpha",
     "lora_target_modules",
+    "opponent_sampling",
 )
 
 
@@ -223,6 +225,17 @@ class MultiModelTrainer:
         # openskill ratings of every policy (slots, bots, the base, API models) from the games
         # played in training: rating/<policy>/{mu,sigma,ordinal}
         self.ratings = Ratings()
+        # self-play: snapshots of the slots play the opponents (opponent_sampling != "fixed")
+        self._played_mapping: dict[str, str] = self.policy_mapping
+        self.league: SnapshotLeague | None = None
+        if cfg.opponent_sampling != "fixed":
+            self.league = SnapshotLeague(
+                cfg.opponent_sampling,
+                self.slots,
+                [a for a in self.agents if not self.policies[self.policy_mapping[a]].trainable],
+                max_snapshots=cfg.max_snapshots,
+                seed=cfg.seed + 101,
+            )
         self.checkpoints = CheckpointManager(
             cfg.checkpoint_dir, max_checkpoints=cfg.max_checkpoints
         )
@@ -346,12 +359,23 @@ class MultiModelTrainer:
         """One training episode: rollout, rewards, advantages, updates; returns its metrics."""
         self.setup()
         coop, comp = self.modes.balance()
-        rollout = await self.rollout.play(episode_num, coop, comp)
+        league = self.league
+        if league is not None:  # self-play: this episode's opponents are one snapshot
+            if not league.snapshots:
+                self._take_snapshot(episode_num)
+            self._played_mapping = league.mapping(self.policy_mapping, league.draw())
+            self.rollout.policy_mapping = self._played_mapping
+        try:
+            rollout = await self.rollout.play(episode_num, coop, comp)
+        finally:
+            self.rollout.policy_mapping = self.policy_mapping  # evaluation plays the fixed one
         self._compute_returns(rollout.turns)
         for turn in rollout.turns:
             self._buffers[turn.slot].append(turn)
         welfare = self._update_stats(rollout)
         update_metrics = self._update_policies(episode_num)
+        if league is not None:
+            update_metrics.update(self._league_step(rollout, episode_num))
         self.modes.observe(welfare)
         self.current_episode = episode_num + 1
         metrics = self._episode_metrics(rollout, update_metrics, coop, comp, welfare)
@@ -642,7 +666,7 @@ class MultiModelTrainer:
             wins = _wins(raw, self.teams)
             welfare.append(float(np.mean(list(raw.values()))))
             for agent, total in rollout.reward_totals[copy].items():
-                pid = self.policy_mapping[agent]
+                pid = self._played_mapping[agent]
                 per_policy[pid]["reward"].append(total)
                 per_policy[pid]["raw"].append(raw[agent])
                 per_policy[pid]["win"].append(float(wins[agent]))
@@ -670,17 +694,78 @@ class MultiModelTrainer:
             totals["turns"] += turns
         return group_welfare
 
+    # ================================================================= self-play
+    def _take_snapshot(self, episode: int) -> None:
+        """Freeze a copy of every slot's adapter as a snapshot policy of the league."""
+        ids, evicted = self.league.add(episode)
+        for slot, pid in ids.items():
+            pool = self.pool_of[slot]
+            with tempfile.TemporaryDirectory(prefix="srl-snapshot-") as tmp:
+                pool.save_adapter(slot, tmp)
+                pool.load_adapter(pid, tmp)
+            pool.freeze(pool.trainable_parameters(pid))
+            src = self.policies[slot]
+            self._add_snapshot_policy(pid, src, episode)
+        for snap in evicted:
+            for pid in snap["policies"].values():
+                self.pools[self.policies[pid].checkpoint].remove_adapter(pid)
+                del self.policies[pid]
+                self._history.pop(pid, None)
+                self._totals.pop(pid, None)
+        self.league.mark = min(self._update_count(s) for s in self.slots)
+
+    def _add_snapshot_policy(self, pid: str, src: Policy, episode: int) -> None:
+        self.policies[pid] = SnapshotPolicy(
+            pid,
+            src.model_type,
+            f"{src.model_name} (snapshot of {src.policy_id}, episode {episode})",
+            checkpoint=src.checkpoint,
+            source=src.policy_id,
+            episode=episode,
+        )
+        self._history.setdefault(pid, deque(maxlen=self.config.reward_window))
+        self._totals.setdefault(
+            pid, {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
+        )
+
+    def _league_step(self, rollout: RolloutResult, episode: int) -> dict[str, float]:
+        """Record the learners' results against this episode's snapshot, take the next
+        snapshot when ``snapshot_interval`` updates have passed; the league's metrics."""
+        league = self.league
+        opponents = set(league.opponents)
+        results = []
+        for copy in range(self.num_copies):
+            raw = rollout.raw_totals[copy]
+            mine = [v for a, v in raw.items() if a not in opponents]
+            theirs = [v for a, v in raw.items() if a in opponents]
+            lead = float(np.mean(mine)) - float(np.mean(theirs))
+            results.append(1.0 if lead > 0 else 0.5 if lead == 0 else 0.0)
+        played = league.current
+        league.record(results)
+        metrics = {
+            "league/win_rate": float(np.mean(results)),
+            "league/opponent_episode": float(
+                next(s["episode"] for s in league.snapshots if s["name"] == played)
+            ),
+        }
+        if min(self._update_count(s) for s in self.slots) - league.mark >= (
+            self.config.snapshot_interval
+        ):
+            self._take_snapshot(episode + 1)
+        metrics["league/snapshots"] = float(len(league.snapshots))
+        return metrics
+
     def _rate_copy(self, raw: dict[str, float]) -> None:
         """Rate one game: in a team game the teams (each the policies of its agents), else each
         policy by its agents' mean raw score; games where one policy plays on both teams (or
         only one policy plays) rate nothing."""
         sides: dict[str, list[str]] = defaultdict(list)
         for agent in raw:
-            side = self.teams[agent] if self.teams else self.policy_mapping[agent]
+            side = self.teams[agent] if self.teams else self._played_mapping[agent]
             sides[side].append(agent)
         if len(sides) < 2:
             return
-        teams = [sorted({self.policy_mapping[a] for a in agents}) for agents in sides.values()]
+        teams = [sorted({self._played_mapping[a] for a in agents}) for agents in sides.values()]
         members = [p for team in teams for p in team]
         if len(members) != len(set(members)):
             return
@@ -834,6 +919,9 @@ class MultiModelTrainer:
         def write(directory: Path) -> None:
             for slot in self.slots:
                 self.pool_of[slot].save_adapter(slot, directory / "adapters" / slot)
+            for pid, policy in self.policies.items():
+                if isinstance(policy, SnapshotPolicy):
+                    self.pools[policy.checkpoint].save_adapter(pid, directory / "snapshots" / pid)
             torch.save(
                 {s: o.state_dict() for s, o in self.optimizers.items()},
                 directory / OPTIMIZERS_FILE,
@@ -888,6 +976,11 @@ class MultiModelTrainer:
                 p: x.state_dict() for p, x in self.policies.items() if x.state_dict() is not None
             },
             "ratings": self.ratings.state_dict(),
+            "league": (
+                None
+                if self.league is None
+                else {**self.league.state_dict(), "mark": self.league.mark}
+            ),
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
@@ -916,6 +1009,9 @@ class MultiModelTrainer:
             self.policies[pid].load_state_dict(counters)
         self.ratings = Ratings()
         self.ratings.load_state_dict(state.get("ratings", {}))  # none in older checkpoints
+        if self.league is not None and state.get("league"):
+            self.league.load_state_dict(state["league"])
+            self.league.mark = int(state["league"]["mark"])
 
     def load_checkpoint(self, checkpoint_id: str = "latest") -> bool:
         """Restore a checkpoint (id or ``"latest"``) so that ``train()`` continues from it.
@@ -942,6 +1038,14 @@ class MultiModelTrainer:
         rng = load_tensors(path / RNG_FILE)
         for slot in self.slots:
             self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
+        if self.league is not None and state.get("league"):  # the snapshots, frozen again
+            for snap in state["league"]["snapshots"]:
+                for slot, pid in snap["policies"].items():
+                    if pid not in self.policies:
+                        pool = self.pool_of[slot]
+                        pool.load_adapter(pid, path / "snapshots" / pid)
+                        pool.freeze(pool.trainable_parameters(pid))
+                        self._add_snapshot_policy(pid, self.policies[slot], snap["episode"])
         for checkpoint, backend in self.backends.items():
             backend.push_from_pool(
                 self.pools[checkpoint],

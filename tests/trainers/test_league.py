@@ -136,3 +136,141 @@ def test_training_rates_every_policy_and_a_resume_continues_the_ratings(tiny_mod
     resumed = MultiModelTrainer(cfg)
     assert resumed.load_checkpoint("latest")
     assert resumed.ratings.table() == trainer.ratings.table()
+
+
+def test_pfsp_prefers_opponents_beaten_about_half_the_time():
+    from srl_trainers.league import SnapshotLeague, pfsp_weights
+
+    weights = pfsp_weights([0.5, 0.9, 1.0, 0.2])
+    assert weights[0] == max(weights) and weights[2] == min(weights) > 0
+    assert weights[1] == pytest.approx(weights[0] * 0.09 / 0.25)
+    league = SnapshotLeague("pfsp", ["s"], ["opp"], max_snapshots=4, seed=0)
+    for episode, (wins, games) in enumerate([(5, 10), (9, 10), (10, 10), (2, 10)]):
+        league.add(episode)
+        league.results[f"ep{episode}"] = [wins, games]
+    counts = {s["name"]: 0 for s in league.snapshots}
+    for _ in range(20_000):
+        counts[league.draw()["name"]] += 1
+    for (name, n), w in zip(counts.items(), weights):
+        assert n / 20_000 == pytest.approx(w, abs=0.015), name
+
+
+def test_latest_and_uniform_sampling_and_eviction():
+    from srl_trainers.league import SnapshotLeague
+
+    league = SnapshotLeague("latest", ["a", "b"], ["x", "y", "z"], max_snapshots=2, seed=0)
+    assert league.draw() is None
+    league.add(0)
+    league.add(5)
+    _, evicted = league.add(9)
+    assert [s["name"] for s in evicted] == ["ep0"] and len(league.snapshots) == 2
+    snap = league.draw()
+    assert snap["name"] == "ep9"
+    assert league.mapping({"x": "bot", "y": "bot", "z": "bot", "p": "a"}, snap) == {
+        "x": "a_ep9",
+        "y": "b_ep9",
+        "z": "a_ep9",
+        "p": "a",
+    }
+    uniform = SnapshotLeague("uniform", ["a"], ["x"], max_snapshots=3, seed=1)
+    for e in range(3):
+        uniform.add(e)
+    assert {uniform.draw()["name"] for _ in range(200)} == {"ep0", "ep1", "ep2"}
+
+
+def _snapshot_weights(trainer, pid):
+    from srl_trainers.lora import lora_parameters
+
+    pool = trainer.pools[trainer.policies[pid].checkpoint]
+    return {k: p.detach().clone() for k, p in lora_parameters(pool.model, pid).items()}
+
+
+def test_self_play_freezes_snapshots_plays_them_and_resumes(tiny_model_path, tmp_path):
+    import asyncio
+
+    import torch
+
+    from srl_trainers.evaluate import evaluate
+    from srl_trainers.policies import SnapshotPolicy
+
+    cfg = tiny_trainer_config(
+        tiny_model_path,
+        tmp_path,
+        env="srl/pz-tictactoe-v3",
+        num_models=1,
+        episode_length=None,
+        kv_cache_size=1024,
+        opponent_policy="random",
+        opponent_sampling="latest",
+        snapshot_interval=1,
+        max_snapshots=2,
+        max_episodes=3,
+        save_interval=1,
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    asyncio.run(trainer.train_multi_model_episode(0))
+    first = next(p for p in trainer.policies if p.endswith("_ep0"))
+    frozen = _snapshot_weights(trainer, first)
+    results = trainer.train_sync()
+    saved_league = trainer.league.state_dict()
+    snaps = [p for p, x in trainer.policies.items() if isinstance(x, SnapshotPolicy)]
+    # a snapshot after every update (episodes 0-2), the first before training: ep0..ep3,
+    # of which max_snapshots=2 stay
+    assert sorted(snaps) == ["model_0_tiny_ep2", "model_0_tiny_ep3"] and first not in snaps
+    metrics = results["training_metrics"]
+    assert metrics["league/snapshots"] == 2 and 0.0 <= metrics["league/win_rate"] <= 1.0
+    # the snapshots play the opponent and are rated; the bot no longer plays
+    rated = {row["player"] for row in trainer.ratings.table()}
+    assert {"model_0_tiny_ep0", "model_0_tiny_ep1"} <= rated and "bot_random" not in rated
+    # a resumed run has the same snapshots, weights and league state
+    resumed = MultiModelTrainer(cfg)
+    assert resumed.load_checkpoint("latest")
+    assert resumed.league.state_dict() == saved_league
+    for pid in snaps:
+        mine, theirs = _snapshot_weights(trainer, pid), _snapshot_weights(resumed, pid)
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # a snapshot's weights never change after it is taken, while the slot's move on
+    newest = "model_0_tiny_ep3"
+    before = _snapshot_weights(trainer, newest)
+    asyncio.run(trainer.train_multi_model_episode(trainer.current_episode))
+    after = _snapshot_weights(trainer, newest)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    slot_now = _snapshot_weights(trainer, trainer.slots[0])
+    assert not all(torch.equal(a, b) for a, b in zip(slot_now.values(), frozen.values()))
+    # evaluation plays the fixed opponent, not a snapshot
+    report = evaluate(trainer, num_episodes=2)
+    assert report.opponent == "random"
+
+
+def test_team_battle_self_play_red_against_its_earlier_blue_teams(tiny_model_path, tmp_path):
+    cfg = tiny_trainer_config(
+        tiny_model_path,
+        tmp_path,
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        baseline="counterfactual",
+        opponent_sampling="pfsp",
+        snapshot_interval=1,
+        max_episodes=2,
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.train_sync()
+    # the last episode's blue team: one snapshot, blue_i played by slot i's frozen copy
+    blue = [trainer._played_mapping[a] for a in ("blue_0", "blue_1")]
+    episode = blue[0].rsplit("_ep", 1)[1]
+    assert blue == [f"model_0_tiny_ep{episode}", f"model_1_tiny_ep{episode}"]
+    red = {row["player"] for row in trainer.ratings.table()}
+    assert {"model_0_tiny", "model_1_tiny", "model_0_tiny_ep0"} <= red
+    assert trainer.policy_mapping["blue_0"] == "bot_heuristic"  # the configured mapping stays
+
+
+def test_self_play_without_opponent_agents_is_a_config_error(tiny_model_path, tmp_path):
+    from srl_trainers import ConfigError
+
+    cfg = tiny_trainer_config(
+        tiny_model_path, tmp_path, env="srl/pz-tictactoe-v3", num_models=2,
+        episode_length=None, kv_cache_size=1024, opponent_sampling="latest",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="needs agents that no slot plays"):
+        MultiModelTrainer(cfg).setup()
