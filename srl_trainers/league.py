@@ -8,7 +8,7 @@
 **Players**: ``bot:<name>`` (a scripted bot of the game), ``base`` (the frozen base model),
 and trained LoRA policies: a checkpoint directory or an id in ``--checkpoint-dir``
 (``latest``, ``checkpoint_000040``), optionally ``#<slot>`` to pick one of its slots (default:
-its first). Checkpoint players must come from runs of the same game; each becomes one adapter
+its first) or one of the self-play snapshots it keeps (``#model_0_smollm2_ep40``). Checkpoint players must come from runs of the same game; each becomes one adapter
 on its base model, and every LoRA player of one base model generates in one mixed-adapter
 batch.
 
@@ -240,7 +240,8 @@ class PlayerSpec:
     kind: str
     bot: str | None = None
     path: Path | None = None
-    slot: str | None = None
+    slot: str | None = None  # the trained slot (a snapshot's: the slot it froze)
+    adapter_dir: Path | None = None
     meta: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
@@ -266,9 +267,23 @@ def parse_player(text: str, checkpoint_dir: str | None) -> PlayerSpec:
             f"player {text!r} is no bot:<name>, no 'base' and no checkpoint ({exc})"
         ) from None
     slots = list(meta["slots"])
-    if slot and slot not in slots:
-        raise ValueError(f"player {text!r}: checkpoint {path} has no slot {slot!r}; it has {slots}")
-    return PlayerSpec(label=text, kind="checkpoint", path=path, slot=slot or slots[0], meta=meta)
+    snapshots = sorted(p.name for p in (path / "snapshots").glob("*")) if slot else []
+    if slot and slot not in slots and slot not in snapshots:
+        raise ValueError(
+            f"player {text!r}: checkpoint {path} has no slot {slot!r}; it has {slots}"
+            + (f" and the self-play snapshots {snapshots}" if snapshots else "")
+        )
+    slot = slot or slots[0]
+    where = "adapters" if slot in slots else "snapshots"
+    source = slot if slot in slots else slot.rsplit("_ep", 1)[0]  # a snapshot's own slot
+    return PlayerSpec(
+        label=text,
+        kind="checkpoint",
+        path=path,
+        slot=source,
+        adapter_dir=path / where / slot,
+        meta=meta,
+    )
 
 
 # ------------------------------------------------------------------------------ report
@@ -439,7 +454,7 @@ async def arun_league(
                 target_modules=cfg.lora_target_modules,
                 seed=0,
             )
-            pool.load_adapter(pid, spec.path / "adapters" / spec.slot)
+            pool.load_adapter(pid, spec.adapter_dir)
             policy = LoRAPolicy(pid, slot_type, spec.label, checkpoint=checkpoint)
         policies[pid] = policy
     ids = list(policies)

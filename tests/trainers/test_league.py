@@ -241,6 +241,16 @@ def test_self_play_freezes_snapshots_plays_them_and_resumes(tiny_model_path, tmp
     # evaluation plays the fixed opponent, not a snapshot
     report = evaluate(trainer, num_episodes=2)
     assert report.opponent == "random"
+    # the offline league takes a checkpoint's snapshots as players
+    ckpt = str(tmp_path / "ckpt")
+    league = run_league(
+        ["latest", "latest#model_0_tiny_ep2", "bot:random"], checkpoint_dir=ckpt, games=1
+    )
+    assert {row["player"] for row in league.ratings} == {
+        "latest",
+        "latest#model_0_tiny_ep2",
+        "bot:random",
+    }
 
 
 def test_team_battle_self_play_red_against_its_earlier_blue_teams(tiny_model_path, tmp_path):
