@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from pathlib import Path
 
 from benchmarks.common import (
     budget,
@@ -117,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         help="reward cost of an invalid answer (default 0.5; the bridge's own default is 0.1)",
     )
     parser.add_argument(
+        "--temperatures",
+        nargs="+",
+        type=float,
+        default=[0.0, 0.7],
+        help="evaluation temperatures (default 0 0.7; 0 decodes greedily)",
+    )
+    parser.add_argument(
+        "--eval-checkpoint",
+        default=None,
+        metavar="DIR",
+        help="evaluate this checkpoint of an earlier run (one game in --games) instead of "
+        "training: its 'before' rows are the untrained model's, as in a full run",
+    )
+    parser.add_argument(
         "--opponents",
         nargs="+",
         choices=OPPONENTS,
@@ -124,15 +140,18 @@ def main(argv: list[str] | None = None) -> int:
         help="opponents evaluated against (training is always against random)",
     )
     args: argparse.Namespace = parser.parse_args(argv)
+    if args.eval_checkpoint is not None and len(args.games) != 1:
+        parser.error("--eval-checkpoint evaluates one run: name its game, e.g. --games tictactoe")
     out, work = output_dirs(args)
     from srl_trainers import MultiModelConfig, MultiModelTrainer
     from srl_trainers.evaluate import evaluate
+    from srl_trainers.plot import plot_runs
 
     base = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
     if args.quick:
         args.episodes, args.minutes = 4, None
     minutes = budget(args, base)
-    rows, reports, training, configs, written = [], {}, {}, {}, {}
+    rows, reports, training, configs, written, run_dirs = [], {}, {}, {}, {}, []
     for game in args.games:
         env_id, seats = GAMES[game]
         env_kwargs = {"seat_order": "random", "format_penalty": args.format_penalty}
@@ -150,22 +169,30 @@ def main(argv: list[str] | None = None) -> int:
         def measure(
             target, when: str, config=config, seats=seats, game=game, env_kwargs=env_kwargs
         ) -> None:
-            for opponent in args.opponents:
-                for seat in SEATS:
-                    report = evaluate(
-                        target,
-                        num_episodes=args.episodes,
-                        opponent=opponent,
-                        overrides=seat_overrides(config, seats, seat, env_kwargs),
-                    )
-                    reports[f"{game}/{when}/{opponent}/{seat}"] = report
-                    rows.append(row(f"{game} {when} vs {opponent}, {seat}", report))
-                    print(rows[-1], flush=True)
+            for t in args.temperatures:
+                for opponent in args.opponents:
+                    for seat in SEATS:
+                        report = evaluate(
+                            target,
+                            num_episodes=args.episodes,
+                            opponent=opponent,
+                            temperature=t,
+                            overrides=seat_overrides(config, seats, seat, env_kwargs),
+                        )
+                        reports[f"{game}/{when}/T{t:g}/{opponent}/{seat}"] = report
+                        rows.append(row(f"{game} {when} T={t:g} vs {opponent}, {seat}", report))
+                        print(rows[-1], flush=True)
 
         measure(config, "before")
+        if args.eval_checkpoint is not None:
+            meta = json.loads((Path(args.eval_checkpoint) / "metadata.json").read_text())
+            measure(args.eval_checkpoint, f"after {meta['episode']} ep")
+            training[game] = {"checkpoint": str(args.eval_checkpoint), "episode": meta["episode"]}
+            continue
         trainer = MultiModelTrainer(config)
         results = train_for(trainer, minutes)
         training[game] = {k: results[k] for k in ("total_episodes", "training_time")}
+        run_dirs.append(results["log_dir"])
         measure(trainer, f"after {results['total_episodes']} ep")
         written[game] = samples(trainer)
     table = print_table(
@@ -175,6 +202,19 @@ def main(argv: list[str] | None = None) -> int:
         rows,
     )
     suffix = "" if set(args.games) == set(GAMES) else "_" + "_".join(args.games)
+    png = (
+        None
+        if not run_dirs
+        else plot_runs(
+            run_dirs,
+            labels=list(args.games),
+            key=["model/model_*/win_rate", "env/invalid_rate", "model/model_*/number_entropy"],
+            out_png=out / f"{NAME}{suffix}.png",
+            smooth=5,
+            title=f"{NAME}: training curves against the random legal player",
+        )
+    )
+    print(f"learning curves: {png}")
     write_json(
         out / f"{NAME}{suffix}.json",
         argv,

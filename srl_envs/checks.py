@@ -84,11 +84,11 @@ def check_keywords(owner: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]
 
 
 def episode_length_arg(
-    episode_length: Any, max_cycles: Any, default: int, low: int, high: int
-) -> int:
+    episode_length: Any, max_cycles: Any, default: int | None, low: int, high: int | None
+) -> int | None:
     """The episode length from ``episode_length`` or ``max_cycles`` (PettingZoo's name for
-    it), an integer in ``[low, high]``; ``default`` when neither is given. Giving both with
-    different values is an error."""
+    it), an integer in ``[low, high]`` (``high=None``: no upper bound); ``default`` when
+    neither is given (None: no length). Giving both with different values is an error."""
     if max_cycles is None:
         if episode_length is None:
             return default

@@ -9,7 +9,14 @@ import shutil
 
 import pytest
 
-BENCHMARKS = ["learning_team_battle", "learning_commons", "compare_strategies", "staged_curriculum"]
+BENCHMARKS = [
+    "learning_team_battle",
+    "learning_commons",
+    "compare_strategies",
+    "staged_curriculum",
+    "learning_pettingzoo",
+    "learning_league",
+]
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ from pettingzoo import AECEnv, ParallelEnv
 
 from srl_envs.base import MAX_ACTION_CHARS, MAX_OBS_CHARS, RENDER_MODES, TEXT_CHARSET, to_charset
 from srl_envs.bridge.games import GameText, GameView, game_text_for
-from srl_envs.checks import check_choice, check_float_range, check_int_range
+from srl_envs.checks import check_choice, check_float_range, episode_length_arg
 from srl_envs.parsing import ParseResult, truncate_for_parsing
 
 __all__ = ["ACTION_KEYWORD", "TextBridgeEnv", "parse_move", "text_env"]
@@ -189,14 +189,8 @@ class TextBridgeEnv(ParallelEnv):
         self.game: GameText = game if game is not None else game_text_for(name)
         self.base_id = env_id  # the registered id whose bots play this game (None: unregistered)
         self.metadata = {**self.metadata, "name": f"srl_text_{name}" if name else "srl_text"}
-        if episode_length is not None and max_cycles is not None and episode_length != max_cycles:
-            raise ValueError(
-                "max_cycles is PettingZoo's name for episode_length: give one of them, got "
-                f"episode_length={episode_length!r} and max_cycles={max_cycles!r}"
-            )
-        cap = episode_length if episode_length is not None else max_cycles
-        name = "episode_length" if episode_length is not None else "max_cycles"
-        self.episode_length = None if cap is None else check_int_range(name, cap, 1)
+        # None: the game's own end
+        self.episode_length = episode_length_arg(episode_length, max_cycles, None, 1, None)
         self.format_penalty = check_float_range("format_penalty", format_penalty, 0.0)
         self.seat_order = check_choice("seat_order", seat_order, SEAT_ORDERS)
         self.render_mode = check_choice("render_mode", render_mode, (None, *RENDER_MODES))

@@ -43,7 +43,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from srl_envs.base import MAX_ACTION_CHARS, MAX_OBS_CHARS, TEXT_CHARSET, to_charset
-from srl_envs.checks import check_float_range, check_int_range
+from srl_envs.checks import check_float_range, check_int_range, episode_length_arg
 from srl_envs.parsing import truncate_for_parsing
 from srl_envs.policies import ScriptedPolicy
 
@@ -112,14 +112,8 @@ class TextArenaEnv(ParallelEnv):
             self.env = game
             self.game_name = type(getattr(game, "unwrapped", game)).__name__
         self.num_players = check_int_range("num_players", num_players, 1)
-        if episode_length is not None and max_cycles is not None and episode_length != max_cycles:
-            raise ValueError(
-                "max_cycles is PettingZoo's name for episode_length: give one of them, got "
-                f"episode_length={episode_length!r} and max_cycles={max_cycles!r}"
-            )
-        cap = episode_length if episode_length is not None else max_cycles
-        name = "episode_length" if episode_length is not None else "max_cycles"
-        self.episode_length = None if cap is None else check_int_range(name, cap, 1)
+        # None: the game's own end
+        self.episode_length = episode_length_arg(episode_length, max_cycles, None, 1, None)
         self.format_penalty = check_float_range("format_penalty", format_penalty, 0.0)
         if render_mode not in (None, "human", "ansi"):
             raise ValueError(
