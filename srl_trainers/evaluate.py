@@ -671,7 +671,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _check_stage(env: str, stage: int | None) -> None:
-    if stage is not None and env != "staged":
+    import srl_envs
+
+    if stage is not None and srl_envs.spec(env).name != "staged":
         raise ConfigError(
             f"--stage {stage}: env {env!r} has no curriculum; --stage is for 'staged'"
         )

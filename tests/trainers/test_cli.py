@@ -82,7 +82,7 @@ def test_help_documents_every_option(capsys):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--env", "chess"], "invalid choice: 'chess'"),
+        (["--env", "chess"], "MultiModelConfig.env='chess' is not allowed"),
         (["--no-such-option"], "unrecognized arguments"),
         (["--num-models", "many"], "invalid int value"),
         (["--learning-rate", "-1"], "learning_rate=-1"),
