@@ -172,12 +172,17 @@ def build_config(args: argparse.Namespace) -> MultiModelConfig:
 def _print_summary(trainer, results: dict[str, Any]) -> None:
     rows = []
     for pid, s in results["final_model_states"].items():
+        # openskill's conservative rating (mu - 3 sigma) from the training games
+        rating = f"{s['rating_ordinal']:>7.2f}" if "rating_ordinal" in s else f"{'-':>7}"
         rows.append(
             f"  {pid:<22} {s['model_type']:<9} {'yes' if s['trainable'] else 'no':<6} "
             f"{s['avg_reward']:>+8.3f} {s['win_rate']:>6.2f} {s['invalid_rate']:>8.2f} "
-            f"{s['update_count']:>7d}"
+            f"{s['update_count']:>7d} {rating}"
         )
-    header = f"  {'policy':<22} {'type':<9} {'train':<6} {'reward':>8} {'win':>6} {'invalid':>8} {'updates':>7}"
+    header = (
+        f"  {'policy':<22} {'type':<9} {'train':<6} {'reward':>8} {'win':>6} {'invalid':>8} "
+        f"{'updates':>7} {'rating':>7}"
+    )
     status = "completed" if results["training_completed"] else "stopped early"
     print(
         f"\nsrl: training {status}: {results['total_episodes']} episodes in "

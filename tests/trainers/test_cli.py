@@ -234,6 +234,8 @@ def test_tiny_run_then_resume(tiny_model_path, tmp_path, capsys):
     assert main(tiny_args(tiny_model_path, tmp_path)) == 0
     out = capsys.readouterr().out
     assert "training completed: 2 episodes" in out and "checkpoint:" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("policy"))
+    assert header.split()[-1] == "rating"  # openskill's mu - 3 sigma of each policy
     ckpts = list_available_checkpoints(tmp_path / "ckpt")
     assert ckpts[-1] == "checkpoint_000002"
     runs = list((tmp_path / "runs").iterdir())
