@@ -197,6 +197,13 @@ class MultiModelConfig:
         default=10000,
         ge=1,
     )
+    share_prefix: bool = _help(
+        "Compute each prompt prefix that several rows of a batch share (a GRPO group's copies "
+        "of one prompt, a system prompt and rules) once, in generation and in the training "
+        "forward and backward; the same maths as the plain path (srl_trainers.prefix). False: "
+        "every row runs its whole prompt.",
+        default=True,
+    )
     enable_verl: bool = _help(
         "VERL integration (not built: True raises an error).",
         default=False,

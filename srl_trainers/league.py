@@ -421,6 +421,7 @@ async def arun_league(
                 dtype=config.dtype,
                 device=config.device,
                 kv_cache_size=config.kv_cache_size,
+                share_prefix=config.share_prefix,
             )
         return pools[checkpoint]
 

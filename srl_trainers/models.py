@@ -13,9 +13,11 @@ ever downloaded.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
+import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +30,7 @@ from torch import nn
 
 from srl_trainers.config import ConfigError
 from srl_trainers.lora import lora_parameters
+from srl_trainers.prefix import PrefixPlan, plan_prefixes
 
 __all__ = [
     "EMBEDDED_ALIASES",
@@ -266,6 +269,7 @@ class ModelPool:
         dtype: str = "bfloat16",
         device: str = "auto",
         kv_cache_size: int = 10000,
+        share_prefix: bool = True,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -278,6 +282,13 @@ class ModelPool:
         if not isinstance(self.dtype, torch.dtype):
             raise ValueError(f"dtype={dtype!r} is not a torch dtype (bfloat16, float32, float16)")
         self.kv_cache_size = kv_cache_size
+        # Rows that start with the same tokens (a GRPO group's copies) compute that prefix once,
+        # in generate() and in sequence_logprobs() (srl_trainers.prefix); False: the plain path.
+        self.share_prefix = share_prefix
+        # padded tokens put through the backbone: "generate" (the prompts' prefill), "train"
+        # and "score" (prompt + completion in sequence_logprobs with and without gradients),
+        # and what the plain path would have put through ("generate_plain", ...)
+        self.token_counts: collections.Counter[str] = collections.Counter()
 
         tok = AutoTokenizer.from_pretrained(self.path, padding_side="left")
         if tok.pad_token_id is None:
@@ -584,6 +595,11 @@ class ModelPool:
         and the batch stops early once every row has. ``cancel``: called after every decoding
         step; once it returns True the call ends there, every row as far as it got (a server
         stops work nobody waits for any more).
+
+        With ``share_prefix`` (the pool's setting) the rows that start with the same tokens
+        under the same adapter (a GRPO group's copies) prefill that prefix once and decode on
+        top of its gathered KV cache (:mod:`srl_trainers.prefix`): the same completions as the
+        plain path for the same seed, to float round-off.
         """
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -610,20 +626,30 @@ class ModelPool:
                 max_new_tokens,
                 self.kv_cache_size,
             )
-        input_ids, attention_mask = self._left_pad(prompt_ids)
         generator = None
         if generator_seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(generator_seed)
         sampler = _Sampler(temperature, top_p, do_sample, generator)
-        unique = set(adapters)
-        if len(unique) == 1:
-            mode = self._only(adapters[0])
-        elif self.peft_mixed_batch or self._has_lora_variants:
-            mode = self._peft_mixed(adapters)
-        else:
-            mode = self._row_adapters(adapters)
+        plan = plan_prefixes(prompt_ids, adapters) if self.share_prefix else None
+        cache = None
         self.model.eval()
-        with torch.no_grad(), mode as kwargs:
+        self.token_counts["generate_plain"] += len(prompt_ids) * longest
+        if plan is None:
+            input_ids, attention_mask = self._left_pad(prompt_ids)
+            self.token_counts["generate"] += input_ids.numel()
+        else:
+            # each shared prefix is prefilled once under its adapter; every row's cache starts
+            # from its prefix's, and generate() runs the rest of the row's prompt on top of it
+            with torch.no_grad(), self._mode(plan.prefix_keys) as kwargs:
+                cache, prefix_mask, prefix_ids = self._prefix_cache(
+                    plan,
+                    lambda **kw: self.model(**kw, use_cache=True, logits_to_keep=1, **kwargs),
+                )
+            own_ids, own_mask = self._left_pad([p[s:] for p, s in zip(prompt_ids, plan.shared)])
+            input_ids = torch.cat([prefix_ids, own_ids], dim=1)
+            attention_mask = torch.cat([prefix_mask, own_mask], dim=1)
+            self.token_counts["generate"] += plan.tokens([len(p) for p in prompt_ids])[1]
+        with torch.no_grad(), self._mode(adapters) as kwargs:
             sequences = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -632,6 +658,7 @@ class ModelPool:
                 logits_processor=LogitsProcessorList([sampler]),
                 eos_token_id=self.eos_token_ids,
                 use_cache=True,
+                **({_cache_arg(self.model): cache} if cache is not None else {}),
                 **({"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}),
                 **(
                     {"stopping_criteria": StoppingCriteriaList([_Cancel(cancel)])} if cancel else {}
@@ -686,6 +713,10 @@ class ModelPool:
         distribution renormalised over those tokens, whose gradient reaches their logits only,
         and ``vocab_logprobs``: that distribution's log-probs.
         Grad passes run in train mode (LoRA dropout), the others in eval mode under no_grad.
+        With ``share_prefix`` (the pool's setting) rows that start with the same prompt tokens
+        run that prefix once and their own tokens on its gathered keys and values; log-probs,
+        entropies, hidden states and gradients are the plain path's to float round-off
+        (:mod:`srl_trainers.prefix`).
         """
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
@@ -696,23 +727,23 @@ class ModelPool:
         if adapter is not None:
             self._check_adapter(adapter)
         B = len(prompt_ids)
-        P = max(len(p) for p in prompt_ids)
         T = max(1, max(len(c) for c in completion_ids))
         pad = self.tokenizer.pad_token_id
-        ids = torch.full((B, P + T), pad, dtype=torch.long)
-        attn = torch.zeros((B, P + T), dtype=torch.long)
         targets = torch.full((B, T), pad, dtype=torch.long)
         mask = torch.zeros((B, T), dtype=torch.float32)
-        for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
-            ids[i, P - len(p) : P] = torch.tensor(p)
-            attn[i, P - len(p) : P + len(c)] = 1
+        for i, c in enumerate(completion_ids):
             if c:
-                ids[i, P : P + len(c)] = torch.tensor(c)
                 targets[i, : len(c)] = torch.tensor(c)
                 mask[i, : len(c)] = 1.0
-        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)  # as generate() computes them
-        ids, attn, position_ids = (t.to(self.device) for t in (ids, attn, position_ids))
         targets, mask = targets.to(self.device), mask.to(self.device)
+        plan = None
+        lengths = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
+        if self.share_prefix:
+            plan = plan_prefixes(prompt_ids, extra=[len(c) for c in completion_ids])
+        plain_tokens = B * (max(len(p) for p in prompt_ids) + T)
+        kind = "train" if requires_grad else "score"
+        self.token_counts[f"{kind}_plain"] += plain_tokens
+        self.token_counts[kind] += plain_tokens if plan is None else plan.tokens(lengths)[1]
 
         self.model.train(requires_grad)
         grad_ctx = contextlib.nullcontext() if requires_grad else torch.no_grad()
@@ -720,14 +751,17 @@ class ModelPool:
             # The backbone, then the LM head on a contiguous slice of the completion positions:
             # a strided slice made torch copy the whole head weight per row (~40% of a step).
             causal_lm = self.model.get_base_model() if self._adapters else self.model
-            states = causal_lm.model(
-                input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False
-            ).last_hidden_state
-            # positions P-1 .. P+T-2 predict the completion. The head runs in the model's dtype
-            # (TRL upcasts it): against a float32 head, SmolLM2's bf16 per-token log-probs
-            # differ by 0.02 on average, 0.10 at most (measured on team battle prompts). The
-            # GRPO/PPO "old" log-probs come from this same path, so the ratio is unaffected.
-            logits = causal_lm.lm_head(states[:, P - 1 : P + T - 1, :].contiguous()).float()
+            if plan is None:
+                states, last = self._plain_states(causal_lm.model, prompt_ids, completion_ids, T)
+            else:
+                states, last = self._shared_states(
+                    causal_lm.model, plan, prompt_ids, completion_ids, T
+                )
+            # The head runs in the model's dtype (TRL upcasts it): against a float32 head,
+            # SmolLM2's bf16 per-token log-probs differ by 0.02 on average, 0.10 at most
+            # (measured on team battle prompts). The GRPO/PPO "old" log-probs come from this
+            # same path, so the ratio is unaffected.
+            logits = causal_lm.lm_head(states).float()
             logprobs = selective_log_softmax(logits, targets, temperature=temperature) * mask
             entropy = None
             if return_entropy:
@@ -738,7 +772,7 @@ class ModelPool:
                 vocab_logprobs = torch.log_softmax(logits[..., cols] / temperature, -1)
                 vocab_logprobs = vocab_logprobs * mask.unsqueeze(-1)
                 vocab_entropy = -(vocab_logprobs.exp() * vocab_logprobs).sum(-1) * mask
-            hidden = states[:, P - 1, :] if return_hidden else None
+            hidden = last if return_hidden else None
         self.model.eval()
         return SequenceOutput(
             logprobs=logprobs,
@@ -748,6 +782,90 @@ class ModelPool:
             vocab_logprobs=vocab_logprobs,
             hidden=hidden,
         )
+
+    def _plain_states(
+        self, backbone: nn.Module, prompt_ids, completion_ids, T: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer hidden states ``[B, T, H]`` that predict the completion tokens, and the
+        state at the last prompt token ``[B, H]``: prompts left-padded and completions
+        right-padded, so every completion starts at the same column."""
+        B, P = len(prompt_ids), max(len(p) for p in prompt_ids)
+        ids = torch.full((B, P + T), self.tokenizer.pad_token_id, dtype=torch.long)
+        attn = torch.zeros((B, P + T), dtype=torch.long)
+        for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+            ids[i, P - len(p) : P] = torch.tensor(p)
+            attn[i, P - len(p) : P + len(c)] = 1
+            if c:
+                ids[i, P : P + len(c)] = torch.tensor(c)
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)  # as generate() computes them
+        ids, attn, position_ids = (t.to(self.device) for t in (ids, attn, position_ids))
+        states = backbone(
+            input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        # positions P-1 .. P+T-2 predict the completion
+        return states[:, P - 1 : P + T - 1, :].contiguous(), states[:, P - 1, :]
+
+    def _shared_states(
+        self, backbone: nn.Module, plan: PrefixPlan, prompt_ids, completion_ids, T: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`_plain_states` returns, with each shared prefix of ``plan`` run once:
+        its keys and values are gathered to its rows, and every row runs only the rest of its
+        prompt and its completion (right-padded) on top of them. Gradients reach the prefix
+        forward through the gather."""
+        cache, prefix_mask, _ = self._prefix_cache(
+            plan, lambda **kw: backbone(**kw, use_cache=True)
+        )
+        own = [list(p[s:]) + list(c) for p, s, c in zip(prompt_ids, plan.shared, completion_ids)]
+        B, S = len(own), max(len(o) for o in own)
+        ids = torch.full((B, S), self.tokenizer.pad_token_id, dtype=torch.long)
+        own_mask = torch.zeros((B, S), dtype=torch.long)
+        for i, o in enumerate(own):
+            ids[i, : len(o)] = torch.tensor(o)
+            own_mask[i, : len(o)] = 1
+        shared = torch.tensor(plan.shared, dtype=torch.long)
+        position_ids = shared[:, None] + torch.arange(S)[None, :]
+        # index in the row's own tokens of its last prompt token, which predicts completion[0]
+        last = torch.tensor([len(p) - s - 1 for p, s in zip(prompt_ids, plan.shared)])
+        take = (last[:, None] + torch.arange(T)[None, :]).clamp(max=S - 1)
+        ids, own_mask, position_ids, take, last = (
+            t.to(self.device) for t in (ids, own_mask, position_ids, take, last)
+        )
+        states = backbone(
+            input_ids=ids,
+            attention_mask=torch.cat([prefix_mask, own_mask], dim=1),
+            position_ids=position_ids,
+            use_cache=True,
+            **{_cache_arg(backbone): cache},
+        ).last_hidden_state
+        picked = states.gather(1, take[..., None].expand(-1, -1, states.shape[-1]))
+        return picked, states[torch.arange(B, device=self.device), last]
+
+    def _prefix_cache(
+        self, plan: PrefixPlan, forward: Callable[..., Any]
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Run the plan's prefixes through ``forward`` in one left-padded call and gather the
+        cache to the plan's rows: (cache, attention mask ``[B, L]``, token ids ``[B, L]``).
+        A row without a prefix gets all-zero mask columns (its cache rows are never attended)."""
+        ids, attn = self._left_pad(plan.prefixes)
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = forward(input_ids=ids, attention_mask=attn, position_ids=position_ids)
+        cache = out["cache"] if "cache" in out else out["past_key_values"]
+        index = torch.tensor([max(k, 0) for k in plan.row_prefix], device=self.device)
+        cache.batch_select_indices(index)
+        alone = torch.tensor([k < 0 for k in plan.row_prefix], device=self.device)
+        mask = attn[index].masked_fill(alone[:, None], 0)
+        row_ids = ids[index].masked_fill(alone[:, None], self.tokenizer.pad_token_id)
+        return cache, mask, row_ids
+
+    def _mode(self, adapters: Sequence[str | None]) -> contextlib.AbstractContextManager[dict]:
+        """How a batch with these per-row adapters runs: one adapter active, PEFT's mixed
+        batch, or the pool's per-row LoRA weights."""
+        adapters = list(adapters)
+        if len(set(adapters)) == 1:
+            return self._only(adapters[0])
+        if self.peft_mixed_batch or self._has_lora_variants:
+            return self._peft_mixed(adapters)
+        return self._row_adapters(adapters)
 
     # ------------------------------------------------------------------ sizes
     def num_parameters(self, adapter: str | None = None) -> int:
@@ -888,6 +1006,14 @@ def _quiet_peft() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         yield
+
+
+def _cache_arg(model: nn.Module) -> str:
+    """The name of the KV-cache argument of ``model``'s forward: ``cache`` in transformers 5.x,
+    ``past_key_values`` before (and in models that kept it)."""
+    while hasattr(model, "get_base_model"):  # a PeftModel: the wrapped model's forward
+        model = model.get_base_model()
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _row_lora_forward(

@@ -188,7 +188,11 @@ def build_pool(
     """The base model ``checkpoint`` with a fresh LoRA adapter per slot of its group
     (``init_seed(i)`` seeds the ``i``-th slot's init: the weight-update strategy's rule)."""
     pool = ModelPool(
-        checkpoint, dtype=config.dtype, device=config.device, kv_cache_size=config.kv_cache_size
+        checkpoint,
+        dtype=config.dtype,
+        device=config.device,
+        kv_cache_size=config.kv_cache_size,
+        share_prefix=config.share_prefix,
     )
     if (config.entropy_scope == "numbers" or config.number_kl_coef > 0) and not (
         pool.number_token_ids

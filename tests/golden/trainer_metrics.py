@@ -138,13 +138,14 @@ async def _train(trainer) -> tuple[list[dict[str, Any]], dict[str, float]]:
     return episodes, weights
 
 
-def run(name: str, model_path: str | Path) -> dict[str, Any]:
-    """Train run ``name`` of ``RUNS`` and return its record (episode metrics, weight sums)."""
+def run(name: str, model_path: str | Path, **extra: Any) -> dict[str, Any]:
+    """Train run ``name`` of ``RUNS`` and return its record (episode metrics, weight sums);
+    ``extra``: config fields on top of the run's own (e.g. ``share_prefix=False``)."""
     from srl_trainers import MultiModelTrainer
     from srl_trainers.serve import BackgroundServer
     from srl_trainers.testing import tiny_trainer_config
 
-    overrides = dict(RUNS[name])
+    overrides = {**RUNS[name], **extra}
     api = overrides.pop("api", False)
     with tempfile.TemporaryDirectory(prefix="srl_golden_") as work, _one_thread():
         server = BackgroundServer(fake_api_app()).start() if api else None
