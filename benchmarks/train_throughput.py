@@ -484,6 +484,181 @@ def print_step_row(r: dict, header: bool) -> None:
     )
 
 
+# ---------------------------------------------------------------------- the preset's step
+def matmul_peak(dtype: str, size: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of a square ``dtype`` matmul on this machine (best of ``repeats``): the peak an
+    update's achieved rate is compared with."""
+    a = torch.randn(size, size).to(getattr(torch, dtype))
+    b = torch.randn(size, size).to(getattr(torch, dtype))
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def _layer_parameters(pool: ModelPool) -> int:
+    """Parameters of the transformer layers (no embedding, no LM head): the matmul FLOPs per
+    token of a forward are about twice this."""
+    base = pool.model.get_base_model() if hasattr(pool.model, "get_base_model") else pool.model
+    return sum(p.numel() for p in base.model.layers.parameters())
+
+
+def preset_rows(model: str, steps: int, quick: bool) -> list[dict]:
+    """The team battle preset's training step (``benchmarks.learning_team_battle.CONFIG``),
+    with and without ``share_prefix``, side by side: two trainers from the same config and
+    seed, their episodes interleaved (the order alternating), each timed as rollout (every
+    copy played, the counterfactual replays included), update (reference and old log-probs,
+    loss, backward, optimizer steps) and the whole step. One warm-up episode each first.
+
+    Tokens: padded tokens through the backbone per update (``ModelPool.token_counts``:
+    ``score`` without gradients, ``train`` with). Achieved GFLOP/s of an update: (2 x score
+    tokens + 6 x train tokens) x layer parameters / update seconds, the usual dense estimate
+    (a LoRA backward skips the base weights' gradients, so 6 overstates it a little); the
+    peak is a bf16 matmul's, measured here.
+    """
+    import asyncio
+    import tempfile
+
+    from benchmarks.learning_team_battle import CONFIG, QUICK
+    from srl_trainers import MultiModelConfig, MultiModelTrainer
+
+    fields = dict(CONFIG)
+    if model == "tiny":
+        fields.update(
+            QUICK if quick else {},
+            model_types=["tiny"],
+            model_names={"tiny": checkpoint_of("tiny")},
+            dtype="float32",
+            kv_cache_size=200,
+            system_prompt="Play.",
+        )
+    else:
+        fields.update(model_types=["smollm2"], dtype="bfloat16")
+    loop = asyncio.new_event_loop()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="srl_preset_step_") as tmp:
+        trainers = {}
+        for share in (True, False):
+            cfg = MultiModelConfig(
+                **{
+                    **fields,
+                    "max_episodes": steps + 1,
+                    "seed": 0,
+                    "share_prefix": share,
+                    "checkpoint_dir": f"{tmp}/{share}/ckpt",
+                    "log_dir": f"{tmp}/{share}/runs",
+                    "enable_monitoring": False,
+                    "save_interval": 10**6,
+                }
+            )
+            trainer = MultiModelTrainer(cfg)
+            trainer.setup()
+            trainers[share] = trainer
+        times = {share: {"rollout": [], "update": [], "step": []} for share in trainers}
+        tokens = {share: {"score": [], "train": [], "generate": []} for share in trainers}
+
+        def episode(share: bool, k: int, record: bool) -> None:
+            trainer = trainers[share]
+            pools = list(trainer.pools.values())
+            before = [dict(pool.token_counts) for pool in pools]
+            play, update = trainer.rollout.play, trainer._update_policies
+            clock: dict[str, float] = {}
+
+            async def timed_play(*a, **kw):
+                start = time.perf_counter()
+                try:
+                    return await play(*a, **kw)
+                finally:
+                    clock["rollout"] = time.perf_counter() - start
+
+            def timed_update(*a, **kw):
+                start = time.perf_counter()
+                try:
+                    return update(*a, **kw)
+                finally:
+                    clock["update"] = time.perf_counter() - start
+
+            trainer.rollout.play, trainer._update_policies = timed_play, timed_update
+            start = time.perf_counter()
+            try:
+                loop.run_until_complete(trainer.train_multi_model_episode(k))
+            finally:
+                del trainer.rollout.play, trainer._update_policies
+            clock["step"] = time.perf_counter() - start
+            if record:
+                for key in times[share]:
+                    times[share][key].append(clock[key])
+                for key in tokens[share]:
+                    tokens[share][key].append(
+                        sum(p.token_counts[key] - b.get(key, 0) for p, b in zip(pools, before))
+                    )
+
+        for k in range(steps + 1):
+            for share in (True, False) if k % 2 == 0 else (False, True):
+                episode(share, k, record=k > 0)
+        pool = next(iter(trainers[True].pools.values()))
+        layer_params = _layer_parameters(pool)
+        peak = matmul_peak(fields["dtype"])
+        for share in (True, False):
+            t = {key: statistics.median(v) for key, v in times[share].items()}
+            n = {key: statistics.median(v) for key, v in tokens[share].items()}
+            flops = (2 * n["score"] + 6 * n["train"]) * layer_params
+            rows.append(
+                {
+                    "model": model,
+                    "share_prefix": share,
+                    "steps": steps,
+                    **{f"{key}_s": v for key, v in t.items()},
+                    **{f"{key}_all": v for key, v in times[share].items()},
+                    **{f"{key}_tokens": v for key, v in n.items()},
+                    "update_gflops": flops / t["update"] / 1e9,
+                    "matmul_peak_gflops": peak,
+                }
+            )
+    loop.close()
+    print_preset_rows(rows)
+    return rows
+
+
+def print_preset_rows(rows: list[dict]) -> None:
+    shared, plain = rows
+    print(
+        f"\nteam battle preset step ({shared['model']}, median of {shared['steps']} interleaved "
+        "episodes each)"
+    )
+    head = ("", "rollout s", "update s", "step s", "gen tokens", "update tokens", "GFLOP/s")
+    print("".join(f"{h:>14}" for h in head))
+    for r in rows:
+        label = "shared" if r["share_prefix"] else "plain"
+        cells = (
+            label,
+            f"{r['rollout_s']:.2f}",
+            f"{r['update_s']:.2f}",
+            f"{r['step_s']:.2f}",
+            f"{r['generate_tokens']:.0f}",
+            f"{r['score_tokens'] + r['train_tokens']:.0f}",
+            f"{r['update_gflops']:.1f}",
+        )
+        print("".join(f"{c:>14}" for c in cells))
+    ratios = (
+        "plain/shared",
+        f"{plain['rollout_s'] / shared['rollout_s']:.2f}x",
+        f"{plain['update_s'] / shared['update_s']:.2f}x",
+        f"{plain['step_s'] / shared['step_s']:.2f}x",
+    )
+    print("".join(f"{c:>14}" for c in ratios))
+    print(
+        f"  {shared['matmul_peak_gflops']:.1f} GFLOP/s: this machine's {1024}^3 matmul peak in "
+        "the model's dtype; an update reaches "
+        f"{shared['update_gflops'] / shared['matmul_peak_gflops']:.0%} (shared) and "
+        f"{plain['update_gflops'] / plain['matmul_peak_gflops']:.0%} (plain) of it",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["tiny", "embedded", "both"], default="both")
@@ -518,6 +693,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--skip-step", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-preset", action="store_true")
+    parser.add_argument(
+        "--preset-steps",
+        type=int,
+        default=None,
+        help="timed episodes per way of the team battle preset (default 4, quick 2)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -528,7 +710,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {args.dtype}, "
         f"{new_tokens} new tokens, {args.prompt} prompts, sampling at temperature 1\n"
     )
-    rows: dict[str, list[dict]] = {"generation": [], "step": [], "memory": []}
+    rows: dict[str, list[dict]] = {"generation": [], "step": [], "memory": [], "preset": []}
     for m in models:
         if not args.skip_generation:
             rows["generation"] += generation_rows(
@@ -541,6 +723,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     for m in models:
         if not args.skip_memory:
             rows["memory"] += memory_rows(m, args.dtype, min(batch, 16), new_tokens, args.prompt)
+    preset_steps = args.preset_steps or (2 if args.quick else 4)
+    for m in models:
+        if not args.skip_preset:
+            rows["preset"] += preset_rows(m, preset_steps, args.quick)
     return rows
 
 

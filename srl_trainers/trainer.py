@@ -67,7 +67,7 @@ from srl_trainers.credit import (
     ppo_advantages,
 )
 from srl_trainers.league import Ratings, SnapshotLeague
-from srl_trainers.models import ModelPool
+from srl_trainers.models import ModelPool, SequenceOutput
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import Policy, SnapshotPolicy
 from srl_trainers.population import Population, build_pool, response_prefix_of
@@ -425,10 +425,10 @@ class MultiModelTrainer:
             stepping = strategy.select(episode, self._recent_rewards(slots))
             if not stepping:
                 continue
-            batches = {slot: self._prepare_batch(slot) for slot in stepping}
+            batches = self._prepare_batches(pool, stepping)
             for _ in range(self.config.num_iterations):
-                for slot in stepping:
-                    for k, v in self._backward(slot, batches[slot]).items():
+                for slot, slot_metrics in self._backward_slots(pool, batches).items():
+                    for k, v in slot_metrics.items():
                         metrics[f"model/{slot}/{k}"] = v
                 strategy.before_optimizer_step(pool.model, stepping)
                 for slot in stepping:
@@ -483,79 +483,145 @@ class MultiModelTrainer:
         )
 
     def _prepare_batch(self, slot: str) -> dict[str, Any]:
-        """Tensors that stay fixed over the iterations: advantages, reference and old logps."""
-        cfg = self.config
-        pool = self.pool_of[slot]
-        samples = self._buffers[slot]
-        prompts = [t.prompt_ids for t in samples]
-        completions = [t.completion_ids for t in samples]
-        batch: dict[str, Any] = {"samples": samples, "prompts": prompts, "completions": completions}
-        if cfg.beta > 0 or cfg.number_kl_coef > 0:
-            ref = self._chunked_logprobs(
-                pool,
-                None,
+        """:meth:`_prepare_batches` of one slot."""
+        return self._prepare_batches(self.pool_of[slot], [slot])[slot]
+
+    def _backward(self, slot: str, batch: dict[str, Any]) -> dict[str, float]:
+        """:meth:`_backward_slots` of one slot."""
+        return self._backward_slots(self.pool_of[slot], {slot: batch})[slot]
+
+    def _micro_batches(
+        self, pool: ModelPool, sizes: dict[str, int], mixed: bool
+    ) -> list[list[tuple[str, slice]]]:
+        """The forward calls over the batches of several slots of ``pool``: lists of (slot, rows
+        of its batch). Each slot's batch is cut into micro-batches of ``_MICRO_BATCH`` rows; with
+        ``mixed`` (adapters per row allowed, see ``ModelPool.rows_can_mix``) the i-th
+        micro-batches of all slots go in one call, which amortises the per-call cost of the
+        model's many small ops (the preset: 4 slots' 8 rows, one call instead of four)."""
+        cuts = {
+            s: [slice(lo, lo + _MICRO_BATCH) for lo in range(0, n, _MICRO_BATCH)]
+            for s, n in sizes.items()
+        }
+        if not mixed:
+            return [[(s, sl)] for s, slices in cuts.items() for sl in slices]
+        deepest = max((len(v) for v in cuts.values()), default=0)
+        return [[(s, v[i]) for s, v in cuts.items() if i < len(v)] for i in range(deepest)]
+
+    def _scored(
+        self,
+        pool: ModelPool,
+        batches: dict[str, dict[str, Any]],
+        adapter_of: dict[str, str | None],
+        *,
+        hidden: bool = False,
+        vocab=None,
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """No-grad outputs of every slot's batch, each under ``adapter_of[slot]``, padded to the
+        slot's widest completion: ``logprobs``, with ``hidden`` the last-prompt hidden states,
+        with ``vocab`` the ``vocab_logprobs``."""
+        mixed = len(set(adapter_of.values())) == 1 or pool.rows_can_mix
+        parts: dict[str, dict[str, list[torch.Tensor]]] = {s: defaultdict(list) for s in batches}
+        sizes = {s: len(b["samples"]) for s, b in batches.items()}
+        for call in self._micro_batches(pool, sizes, mixed):
+            adapters, prompts, completions = [], [], []
+            for slot, sl in call:
+                rows = batches[slot]["prompts"][sl]
+                adapters += [adapter_of[slot]] * len(rows)
+                prompts += rows
+                completions += batches[slot]["completions"][sl]
+            out = pool.sequence_logprobs(
+                adapters,
                 prompts,
                 completions,
-                vocab=pool.number_token_ids if cfg.number_kl_coef > 0 else None,
-            )
-            batch["ref"] = ref["logprobs"]
-            if "vocab_logprobs" in ref:
-                batch["ref_numbers"] = ref["vocab_logprobs"]
-        if cfg.algorithm == "grpo":
-            batch["advantages"] = self._grpo_advantages(samples)
-            if cfg.num_iterations > 1:
-                batch["old"] = self._chunked_logprobs(pool, slot, prompts, completions)["logprobs"]
-        else:
-            old = self._chunked_logprobs(pool, slot, prompts, completions, hidden=True)
-            with torch.no_grad():
-                values = self.value_heads[slot](old["hidden"])
-            batch["old"], batch["old_values"] = old["logprobs"], values
-            batch["advantages"], batch["returns"] = self._ppo_advantages(samples, values)
-        return batch
-
-    def _chunked_logprobs(
-        self, pool, adapter, prompts, completions, hidden: bool = False, vocab=None
-    ) -> dict[str, torch.Tensor]:
-        """No-grad outputs over micro-batches, padded to one width: ``logprobs``, with
-        ``hidden`` the last-prompt hidden states, with ``vocab`` the ``vocab_logprobs``."""
-        width = max(len(c) for c in completions)
-        parts: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for lo in range(0, len(prompts), _MICRO_BATCH):
-            out = pool.sequence_logprobs(
-                adapter,
-                prompts[lo : lo + _MICRO_BATCH],
-                completions[lo : lo + _MICRO_BATCH],
                 temperature=self.config.temperature,
                 requires_grad=False,
                 return_hidden=hidden,
                 entropy_vocab=vocab,
             )
-            pad = width - out.logprobs.shape[1]
-            parts["logprobs"].append(torch.nn.functional.pad(out.logprobs.float(), (0, pad)))
-            if hidden:
-                parts["hidden"].append(out.hidden.float())
-            if vocab is not None:
-                parts["vocab_logprobs"].append(
-                    torch.nn.functional.pad(out.vocab_logprobs.float(), (0, 0, 0, pad))
+            lo = 0
+            for slot, sl in call:
+                n = len(batches[slot]["prompts"][sl])
+                rows = slice(lo, lo + n)
+                lo += n
+                width = max(len(c) for c in batches[slot]["completions"])
+                lp = out.logprobs[rows, :width].float()
+                parts[slot]["logprobs"].append(
+                    torch.nn.functional.pad(lp, (0, width - lp.shape[1]))
                 )
-        return {k: torch.cat(v) for k, v in parts.items()}
+                if hidden:
+                    parts[slot]["hidden"].append(out.hidden[rows].float())
+                if vocab is not None:
+                    vl = out.vocab_logprobs[rows, :width].float()
+                    parts[slot]["vocab_logprobs"].append(
+                        torch.nn.functional.pad(vl, (0, 0, 0, width - vl.shape[1]))
+                    )
+        return {s: {k: torch.cat(v) for k, v in d.items()} for s, d in parts.items()}
 
-    def _backward(self, slot: str, batch: dict[str, Any]) -> dict[str, float]:
-        """Loss of ``slot`` on its batch, backpropagated in micro-batches (weights keep the
-        loss normalisation of the full batch)."""
+    def _prepare_batches(self, pool: ModelPool, slots: list[str]) -> dict[str, dict[str, Any]]:
+        """Per slot of ``pool``, the tensors that stay fixed over the iterations: advantages,
+        reference and old log-probs (scored for all the slots together, see
+        :meth:`_micro_batches`)."""
         cfg = self.config
-        pool = self.pool_of[slot]
-        n = len(batch["samples"])
-        total_tokens = sum(len(c) for c in batch["completions"])
-        sums: dict[str, float] = defaultdict(float)
-        counts: dict[str, float] = defaultdict(float)  # action and number tokens of the batch
+        batches: dict[str, dict[str, Any]] = {}
+        for slot in slots:
+            samples = self._buffers[slot]
+            batches[slot] = {
+                "samples": samples,
+                "prompts": [t.prompt_ids for t in samples],
+                "completions": [t.completion_ids for t in samples],
+            }
+        own = {slot: slot for slot in slots}
+        if cfg.beta > 0 or cfg.number_kl_coef > 0:
+            ref = self._scored(
+                pool,
+                batches,
+                dict.fromkeys(slots),
+                vocab=pool.number_token_ids if cfg.number_kl_coef > 0 else None,
+            )
+            for slot in slots:
+                batches[slot]["ref"] = ref[slot]["logprobs"]
+                if "vocab_logprobs" in ref[slot]:
+                    batches[slot]["ref_numbers"] = ref[slot]["vocab_logprobs"]
+        if cfg.algorithm == "grpo":
+            old = self._scored(pool, batches, own) if cfg.num_iterations > 1 else {}
+            for slot in slots:
+                batches[slot]["advantages"] = self._grpo_advantages(batches[slot]["samples"])
+                if slot in old:
+                    batches[slot]["old"] = old[slot]["logprobs"]
+        else:
+            old = self._scored(pool, batches, own, hidden=True)
+            for slot in slots:
+                batch = batches[slot]
+                with torch.no_grad():
+                    values = self.value_heads[slot](old[slot]["hidden"])
+                batch["old"], batch["old_values"] = old[slot]["logprobs"], values
+                batch["advantages"], batch["returns"] = self._ppo_advantages(
+                    batch["samples"], values
+                )
+        return batches
+
+    def _backward_slots(
+        self, pool: ModelPool, batches: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, float]]:
+        """Every slot's loss on its batch, backpropagated in micro-batches (weights keep the
+        loss normalisation of each slot's full batch); the slots' losses of one micro-batch
+        call go backward together (their adapters' parameters are disjoint). Returns the
+        metrics per slot."""
+        cfg = self.config
         numbers = pool.number_token_ids if self._uses_numbers else None
-        number_set = frozenset(numbers or ())
-        for lo in range(0, n, _MICRO_BATCH):
-            sl = slice(lo, lo + _MICRO_BATCH)
-            prompts, completions = batch["prompts"][sl], batch["completions"][sl]
+        sums: dict[str, dict[str, float]] = {s: defaultdict(float) for s in batches}
+        counts: dict[str, dict[str, float]] = {s: defaultdict(float) for s in batches}
+        sizes = {s: len(b["samples"]) for s, b in batches.items()}
+        totals = {s: sum(len(c) for c in b["completions"]) for s, b in batches.items()}
+        for call in self._micro_batches(pool, sizes, pool.rows_can_mix):
+            adapters, prompts, completions = [], [], []
+            for slot, sl in call:
+                rows = batches[slot]["prompts"][sl]
+                adapters += [slot] * len(rows)
+                prompts += rows
+                completions += batches[slot]["completions"][sl]
             out = pool.sequence_logprobs(
-                slot,
+                adapters,
                 prompts,
                 completions,
                 temperature=cfg.temperature,
@@ -564,91 +630,120 @@ class MultiModelTrainer:
                 entropy_vocab=numbers,
                 return_hidden=cfg.algorithm == "ppo",
             )
-            width = out.logprobs.shape[1]
-            logps = out.logprobs.float()
-            mask = out.mask.float()
-            device = logps.device  # advantages and returns are built on the CPU
-            ref = batch["ref"][sl, :width] if "ref" in batch else None
-            old = batch["old"][sl, :width] if "old" in batch else None
-            if cfg.algorithm == "grpo":
-                loss, m = grpo_loss(
-                    logps,
-                    old,
-                    ref,
-                    batch["advantages"][sl].to(device),
-                    mask,
-                    beta=cfg.beta,
-                    epsilon_low=cfg.epsilon,
-                    epsilon_high=cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
-                    loss_type=cfg.loss_type,
-                    max_completion_length=cfg.max_new_tokens,
+            loss = 0.0
+            lo = 0
+            for slot, sl in call:
+                n = len(batches[slot]["prompts"][sl])
+                part = _rows_of(out, slice(lo, lo + n), batches[slot]["completions"][sl])
+                lo += n
+                loss = loss + self._part_loss(
+                    slot,
+                    batches[slot],
+                    sl,
+                    part,
+                    numbers,
+                    sums[slot],
+                    counts[slot],
+                    sizes[slot],
+                    totals[slot],
                 )
-            else:
-                values = self.value_heads[slot](out.hidden.float())
-                loss, m = ppo_loss(
-                    logps,
-                    old,
-                    batch["advantages"][sl].to(device),
-                    mask,
-                    values,
-                    batch["old_values"][sl].to(device),
-                    batch["returns"][sl].to(device),
-                    clip_range=cfg.epsilon,
-                    value_clip=cfg.value_clip,
-                    vf_coef=cfg.vf_coef,
-                    ref_per_token_logps=ref,
-                    beta=cfg.beta,
-                )
-            token_entropy = out.entropy.float()
-            entropy = (token_entropy * mask).sum() / mask.sum().clamp(min=1)
-            action_mask = _action_mask(batch["samples"][sl], width).to(device) * mask
-            action_sum = (token_entropy * action_mask).sum()
-            scopes = {"completion": entropy, "action": action_sum / action_mask.sum().clamp(min=1)}
-            sums["action_entropy"] += float(action_sum.detach())
-            counts["action_entropy"] += float(action_mask.sum())
-            if numbers is not None:
-                number_mask = (
-                    _action_mask(batch["samples"][sl], width, number_set).to(device) * mask
-                )
-                n_numbers = number_mask.sum()
-                numbers_counted = float(n_numbers)  # one device sync for both logs
-                number_sum = (out.vocab_entropy.float() * number_mask).sum()
-                scopes["numbers"] = number_sum / n_numbers.clamp(min=1)
-                sums["number_entropy"] += float(number_sum.detach())
-                counts["number_entropy"] += numbers_counted
-                if cfg.number_kl_coef > 0:
-                    # KL(base || policy) over the number tokens, at the action's digits
-                    ref_lp = batch["ref_numbers"][sl, :width].to(device)
-                    kl = (ref_lp.exp() * (ref_lp - out.vocab_logprobs.float())).sum(-1)
-                    kl_sum = (kl * number_mask).sum()
-                    loss = loss + cfg.number_kl_coef * kl_sum / n_numbers.clamp(min=1)
-                    sums["number_kl"] += float(kl_sum.detach())
-                    counts["number_kl"] += numbers_counted
-            scoped = scopes[cfg.entropy_scope]
-            coef = self._entropy_coef[slot]
-            if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
-                loss = loss - coef * scoped
-            token_share = float(mask.sum()) / max(total_tokens, 1)
-            seq_share = len(completions) / n
-            weight = (
-                token_share
-                if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo")
-                else seq_share
+            loss.backward()
+        metrics = {}
+        for slot, batch in batches.items():
+            m = sums[slot]
+            # the means over every action (number) token of the batch; absent when there was none
+            for key in ("action_entropy", "number_entropy", "number_kl"):
+                if counts[slot][key]:
+                    m[key] /= counts[slot][key]
+                else:
+                    m.pop(key, None)
+            m["samples"] = sizes[slot]
+            m["mean_advantage"] = float(batch["advantages"].mean())
+            metrics[slot] = dict(m)
+        return metrics
+
+    def _part_loss(
+        self, slot, batch, sl, out, numbers, sums, counts, n: int, total_tokens: int
+    ) -> torch.Tensor:
+        """The loss of ``slot`` on rows ``sl`` of its batch (``out``: their forward), weighted
+        for the batch's normalisation; adds the part's metrics to ``sums`` / ``counts``."""
+        cfg = self.config
+        completions = batch["completions"][sl]
+        number_set = frozenset(numbers or ())
+        width = out.logprobs.shape[1]
+        logps = out.logprobs.float()
+        mask = out.mask.float()
+        device = logps.device  # advantages and returns are built on the CPU
+        ref = batch["ref"][sl, :width] if "ref" in batch else None
+        old = batch["old"][sl, :width] if "old" in batch else None
+        if cfg.algorithm == "grpo":
+            loss, m = grpo_loss(
+                logps,
+                old,
+                ref,
+                batch["advantages"][sl].to(device),
+                mask,
+                beta=cfg.beta,
+                epsilon_low=cfg.epsilon,
+                epsilon_high=cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
+                loss_type=cfg.loss_type,
+                max_completion_length=cfg.max_new_tokens,
             )
-            (loss * weight).backward()
-            sums["loss"] += float(loss.detach()) * weight
-            for k, v in m.items():
-                sums[k] += float(v) * seq_share
-            sums["entropy"] += float(entropy.detach()) * seq_share
-        # the means over every action (number) token of the batch; absent when there was none
-        for key in ("action_entropy", "number_entropy", "number_kl"):
-            if counts[key]:
-                sums[key] /= counts[key]
-            else:
-                sums.pop(key, None)
-        sums["samples"] = n
-        sums["mean_advantage"] = float(batch["advantages"].mean())
-        return dict(sums)
+        else:
+            values = self.value_heads[slot](out.hidden.float())
+            loss, m = ppo_loss(
+                logps,
+                old,
+                batch["advantages"][sl].to(device),
+                mask,
+                values,
+                batch["old_values"][sl].to(device),
+                batch["returns"][sl].to(device),
+                clip_range=cfg.epsilon,
+                value_clip=cfg.value_clip,
+                vf_coef=cfg.vf_coef,
+                ref_per_token_logps=ref,
+                beta=cfg.beta,
+            )
+        token_entropy = out.entropy.float()
+        entropy = (token_entropy * mask).sum() / mask.sum().clamp(min=1)
+        action_mask = _action_mask(batch["samples"][sl], width).to(device) * mask
+        action_sum = (token_entropy * action_mask).sum()
+        scopes = {"completion": entropy, "action": action_sum / action_mask.sum().clamp(min=1)}
+        sums["action_entropy"] += float(action_sum.detach())
+        counts["action_entropy"] += float(action_mask.sum())
+        if numbers is not None:
+            number_mask = _action_mask(batch["samples"][sl], width, number_set).to(device) * mask
+            n_numbers = number_mask.sum()
+            numbers_counted = float(n_numbers)  # one device sync for both logs
+            number_sum = (out.vocab_entropy.float() * number_mask).sum()
+            scopes["numbers"] = number_sum / n_numbers.clamp(min=1)
+            sums["number_entropy"] += float(number_sum.detach())
+            counts["number_entropy"] += numbers_counted
+            if cfg.number_kl_coef > 0:
+                # KL(base || policy) over the number tokens, at the action's digits
+                ref_lp = batch["ref_numbers"][sl, :width].to(device)
+                kl = (ref_lp.exp() * (ref_lp - out.vocab_logprobs.float())).sum(-1)
+                kl_sum = (kl * number_mask).sum()
+                loss = loss + cfg.number_kl_coef * kl_sum / n_numbers.clamp(min=1)
+                sums["number_kl"] += float(kl_sum.detach())
+                counts["number_kl"] += numbers_counted
+        scoped = scopes[cfg.entropy_scope]
+        coef = self._entropy_coef[slot]
+        if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
+            loss = loss - coef * scoped
+        token_share = float(mask.sum()) / max(total_tokens, 1)
+        seq_share = len(completions) / n
+        weight = (
+            token_share
+            if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo")
+            else seq_share
+        )
+        sums["loss"] += float(loss.detach()) * weight
+        for k, v in m.items():
+            sums[k] += float(v) * seq_share
+        sums["entropy"] += float(entropy.detach()) * seq_share
+        return loss * weight
 
     # ================================================================= stats and metrics
     def _recent_rewards(self, slots: list[str]) -> dict[str, float]:
@@ -1086,6 +1181,24 @@ class MultiModelTrainer:
 _MICRO_BATCH = 8
 # the logged metric that the adaptive entropy target follows, per entropy_scope
 _SCOPE_METRIC = {"completion": "entropy", "action": "action_entropy", "numbers": "number_entropy"}
+
+
+def _rows_of(out: SequenceOutput, rows: slice, completions: list[list[int]]) -> SequenceOutput:
+    """Rows ``rows`` of a forward's output, cut to the width of their own longest completion
+    (what a forward of those rows alone returns)."""
+    width = max(1, max(len(c) for c in completions))
+
+    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[rows, :width]
+
+    return SequenceOutput(
+        logprobs=cut(out.logprobs),
+        mask=cut(out.mask),
+        entropy=cut(out.entropy),
+        vocab_entropy=cut(out.vocab_entropy),
+        vocab_logprobs=cut(out.vocab_logprobs),
+        hidden=None if out.hidden is None else out.hidden[rows],
+    )
 
 
 def _check_writable_dir(name: str, path: str) -> None:

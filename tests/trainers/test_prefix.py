@@ -243,3 +243,107 @@ def test_the_trainers_loss_and_gradients_equal_the_plain_path(
     assert max(float(g.abs().max()) for g in plain_grads) > 1e-3
     for a, b in zip(plain_grads, shared_grads):
         assert (a - b).abs().max() < ATOL
+
+
+# ---------------------------------------------------------------------- several adapters at once
+@pytest.mark.parametrize("share", [True, False])
+def test_one_call_over_several_adapters_equals_one_call_per_adapter(pool, share):
+    """The trainer scores and trains the slots of one base model in one call: its rows'
+    log-probs and each adapter's gradients are those of separate calls."""
+    prompts, completions = _batch(pool.tokenizer)
+    adapters = ["slot_a", "slot_b"] * 4
+    params = pool.trainable_parameters("slot_a") + pool.trainable_parameters("slot_b")
+    pool.share_prefix = share
+
+    def grads() -> list[torch.Tensor]:
+        out = [p.grad.clone() for p in params]
+        for p in params:
+            p.grad = None
+        return out
+
+    joint = pool.sequence_logprobs(adapters, prompts, completions, return_entropy=True)
+    (joint.logprobs.sum() + joint.entropy.sum()).backward()
+    joint_grads = grads()
+    for name in ("slot_a", "slot_b"):
+        rows = [i for i, a in enumerate(adapters) if a == name]
+        alone = pool.sequence_logprobs(
+            name, [prompts[i] for i in rows], [completions[i] for i in rows], return_entropy=True
+        )
+        (alone.logprobs.sum() + alone.entropy.sum()).backward()
+        width = alone.logprobs.shape[1]
+        assert (joint.logprobs[rows, :width] - alone.logprobs).abs().max() < ATOL
+        assert joint.logprobs[rows, width:].abs().sum() == 0  # padding
+    separate = grads()
+    pool.share_prefix = True
+    assert min(float(g.abs().max()) for g in separate) > 1e-3  # both adapters get gradients
+    for a, b in zip(joint_grads, separate):
+        assert (a - b).abs().max() < ATOL
+
+
+def test_several_adapters_in_one_call_need_the_per_row_path(tiny_model_path):
+    pool = ModelPool(str(tiny_model_path), dtype="float32", device="cpu")
+    lora = dict(rank=4, alpha=8, target_modules=["q_proj", "v_proj"], seed=0)
+    pool.add_adapter("slot_a", dropout=0.1, **lora)
+    pool.add_adapter("slot_b", dropout=0.1, **lora)
+    assert not pool.rows_can_mix
+    with pytest.raises(ValueError, match="call it once per adapter"):
+        pool.sequence_logprobs(["slot_a", "slot_b"], [[1, 2], [3, 4]], [[5], [6]])
+    pool.sequence_logprobs(["slot_a", "slot_a"], [[1, 2], [3, 4]], [[5], [6]])  # one adapter
+
+
+def test_the_trainer_updates_its_slots_together_as_it_would_one_by_one(
+    tiny_model_path, tmp_path, one_thread
+):
+    from srl_trainers import MultiModelTrainer
+    from srl_trainers.testing import tiny_trainer_config
+
+    cfg = tiny_trainer_config(
+        tiny_model_path, tmp_path, seed=5, max_new_tokens=6, beta=0.05, number_kl_coef=0.03
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    rollout = asyncio.run(trainer.rollout.play(0, 1.0, 0.4))
+    trainer._compute_returns(rollout.turns)
+    noise = torch.Generator().manual_seed(1)
+    for turn in rollout.turns:
+        turn.ret += float(torch.randn((), generator=noise))
+        trainer._buffers[turn.slot].append(turn)
+    slots = trainer.slots
+    pool = trainer.pool_of[slots[0]]
+    assert len(slots) == 2 and all(trainer.pool_of[s] is pool for s in slots)
+    with torch.no_grad():
+        for name, p in pool.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    params = {s: pool.trainable_parameters(s) for s in slots}
+
+    def take() -> dict[str, list[torch.Tensor]]:
+        out = {s: [p.grad.clone() for p in ps] for s, ps in params.items()}
+        for ps in params.values():
+            for p in ps:
+                p.grad = None
+        return out
+
+    calls = []
+    forward = pool.sequence_logprobs
+
+    def counted(adapter, *a, **kw):
+        calls.append(adapter)
+        return forward(adapter, *a, **kw)
+
+    pool.sequence_logprobs = counted
+    together = trainer._backward_slots(pool, trainer._prepare_batches(pool, slots))
+    joint_calls, calls[:] = list(calls), []
+    together_grads = take()
+    alone = {s: trainer._backward(s, trainer._prepare_batch(s)) for s in slots}
+    alone_grads = take()
+    del pool.sequence_logprobs
+    # one reference call and one training call for both slots, against one each per slot
+    assert len(joint_calls) == 2 and len(calls) == 4
+    assert set(joint_calls[1]) == set(slots)
+    for s in slots:
+        assert sorted(together[s]) == sorted(alone[s])
+        for key, value in alone[s].items():
+            assert together[s][key] == pytest.approx(value, abs=ATOL), (s, key)
+        for a, b in zip(together_grads[s], alone_grads[s]):
+            assert (a - b).abs().max() < ATOL
