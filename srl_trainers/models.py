@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -699,7 +699,7 @@ class ModelPool:
         *,
         temperature: float = 1.0,
         requires_grad: bool = True,
-        return_entropy: bool = False,
+        return_entropy: bool | Literal["no_grad"] = False,
         entropy_vocab: Sequence[int] | None = None,
         return_hidden: bool = False,
     ) -> SequenceOutput:
@@ -712,7 +712,8 @@ class ModelPool:
         Prompts are left-padded and completions right-padded, so every completion starts at the
         same column; logits are computed for the completion positions only. ``hidden`` is the
         last layer's hidden state at the last prompt token (input of a PPO value head).
-        ``entropy_vocab`` (token ids) adds ``vocab_entropy``: the entropy of the next-token
+        ``return_entropy`` adds the per-token ``entropy`` of the next-token distribution
+        (``"no_grad"``: without a gradient). ``entropy_vocab`` (token ids) adds ``vocab_entropy``: the entropy of the next-token
         distribution renormalised over those tokens, whose gradient reaches their logits only,
         and ``vocab_logprobs``: that distribution's log-probs.
         Grad passes run in train mode (LoRA dropout), the others in eval mode under no_grad.
@@ -781,7 +782,11 @@ class ModelPool:
             logprobs = selective_log_softmax(logits, targets, temperature=temperature) * mask
             entropy = None
             if return_entropy:
-                entropy = entropy_from_logits(logits / temperature) * mask
+                # "no_grad": for the logs only, no backward through the whole vocabulary's
+                # softmax
+                no_grad = return_entropy == "no_grad"
+                with torch.no_grad() if no_grad else contextlib.nullcontext():
+                    entropy = entropy_from_logits(logits / temperature) * mask
             vocab_entropy = vocab_logprobs = None
             if entropy_vocab is not None:
                 cols = torch.as_tensor(list(entropy_vocab), dtype=torch.long, device=logits.device)

@@ -626,7 +626,9 @@ class MultiModelTrainer:
                 completions,
                 temperature=cfg.temperature,
                 requires_grad=True,
-                return_entropy=True,
+                # the loss has the entropy of the whole completion or of the action only in
+                # those scopes; otherwise it is logged
+                return_entropy=True if cfg.entropy_scope in ("completion", "action") else "no_grad",
                 entropy_vocab=numbers,
                 return_hidden=cfg.algorithm == "ppo",
             )
