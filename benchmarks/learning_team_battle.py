@@ -34,51 +34,13 @@ from benchmarks.common import (
     train_for,
     write_json,
 )
+from srl_trainers.presets import TEAM_BATTLE
 
 NAME = "learning_team_battle"
-# The preset: the settings that met the goal on all four seeds tried (RESULTS.md, v34).
-# One round per game (clean credit, short prompts), the action keyword prefilled, sampling
-# at T=1 for exploration, a high LoRA learning rate, one GRPO group of 8 copies per update.
-# - Advantages are NOT divided by the group's std (scale_rewards=False, as in Dr. GRPO): with
-#   the std, a group whose games all end alike turns the format penalty into unit-size
-#   advantages for the prompt's example answer, and the policy locks onto it (runs A-B).
-# - A turn is compared with the mean reward its player would have got with its groupmates'
-#   answers, the other players' kept (baseline="counterfactual"), not with the group's mean
-#   return: four players share one team reward, and this credits each one's own answer.
-# - The untrained model writes the prompt's example digits with probability 0.54-0.93; a
-#   policy that learns the format by copying them locks onto a sure draw. Three terms keep
-#   the answer's numbers spread: the entropy among them held near 0.4 nats by an adaptive
-#   bonus, a forward KL from the base at those numbers (number_kl_coef), and a small KL
-#   to the base (beta).
-# - The forward KL alone holds the format near the base model's too (v29-v30); a 0.5 format
-#   penalty pays for the format directly, and it is learned within about 10 updates.
-CONFIG = dict(
-    env="team_battle",
-    # one round per game: no teammate messages to read, so the prompt ends with the answer line
-    env_kwargs={"message_max_chars": 0, "format_penalty": 0.5},
-    num_models=4,
-    opponent_policy="heuristic",  # --opponent
-    training_mode="cooperative",
-    cooperation_strength=1.0,
-    weight_update_strategy="synchronized",
-    episode_length=1,
-    batch_size=8,
-    group_size=8,
-    learning_rate=1e-3,
-    beta=0.04,
-    scale_rewards=False,
-    baseline="counterfactual",
-    entropy_scope="numbers",
-    entropy_target=0.4,
-    entropy_coef_step=0.005,
-    number_kl_coef=0.03,
-    temperature=1.0,
-    max_new_tokens=12,
-    response_prefix="ALLOCATE:",
-    max_episodes=100_000,  # the --minutes budget stops the run
-    save_interval=10,  # a run stopped early can still be evaluated from its last checkpoint
-    log_metrics_interval=1,
-)
+# The preset (srl_trainers.presets.TEAM_BATTLE, where its settings are explained): the same
+# settings as `python -m srl_trainers.run` and examples/configs/team_battle.yaml, trained for
+# --minutes or --train-episodes; this script evaluates before and after training itself.
+CONFIG = {**TEAM_BATTLE, "max_episodes": 100_000, "eval_episodes": 0}
 QUICK = dict(
     num_models=2,
     env_kwargs={**CONFIG["env_kwargs"], "team_size": 2},

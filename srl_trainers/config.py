@@ -231,6 +231,19 @@ class MultiModelConfig:
         default=True,
     )
     log_metrics_interval: int = _help("Training episodes between metric logs.", default=1, ge=1)
+    eval_episodes: int = _help(
+        "Held-out evaluation games played before and after training (srl_trainers.evaluate, "
+        "seeds disjoint from training): win rates with 95% intervals in the results, the "
+        "logs and the command line's summary. 0: no evaluation.",
+        default=0,
+        ge=0,
+    )
+    eval_temperature: float = _help(
+        "Sampling temperature of those evaluation games; 0 decodes greedily.",
+        default=0.7,
+        ge=0.0,
+        le=10.0,
+    )
     log_dir: str = _help(
         "Where TensorBoard and JSONL logs go.", default="./runs", pattern=PATH_PATTERN
     )
@@ -692,7 +705,19 @@ class MultiModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MultiModelConfig:
-        """Build from a mapping; an unknown key raises a ConfigError with the closest names."""
+        """Build from a mapping; an unknown key raises a ConfigError with the closest names.
+        A ``preset`` key (:mod:`srl_trainers.presets`) starts from that preset's fields, which
+        the mapping's other keys override; ``preset: none`` (or null) starts from the
+        defaults."""
+        if "preset" in data:
+            from srl_trainers.presets import preset
+
+            data = dict(data)
+            name = data.pop("preset")
+            if name is not None and str(name).lower() != "none":
+                if not isinstance(name, str):
+                    raise ConfigError(f"preset={name!r} must be a preset's name")
+                data = {**preset(name), **data}
         cls.check_field_names(data)
         return cls(**data)
 

@@ -1,10 +1,15 @@
 """``python -m srl_trainers.run``: train a population of LoRA policies on an srl env.
 
-With no arguments it trains a small population of the embedded SmolLM2-135M model on the
-commons game, on a CPU, in minutes. ``--config FILE.yaml`` loads any ``MultiModelConfig``
-fields; the named options and ``--<field-name> VALUE`` for every other field override it.
+With no arguments it trains the ``team_battle`` preset (:mod:`srl_trainers.presets`): four
+LoRA slots of the embedded SmolLM2-135M model as a team against the scripted equal-split team,
+on a CPU, for 30 episodes, with the team evaluated on 32 held-out games before and after.
+``--preset NAME`` starts from a preset (``none``: the bare ``MultiModelConfig`` defaults,
+Core SRL's; the default when ``--config`` or ``--env`` is given). ``--config FILE.yaml``
+loads any ``MultiModelConfig`` fields (and ``preset:``); the named options and
+``--<field-name> VALUE`` for every other field override it.
 
     python -m srl_trainers.run
+    python -m srl_trainers.run --max-episodes 60 --seed 1
     python -m srl_trainers.run --env team_battle --strategy federated --max-episodes 20
     python -m srl_trainers.run --config examples/configs/cooperative.yaml --seed 3
     python -m srl_trainers.run --resume latest --checkpoint-dir ./checkpoints/multimodel
@@ -31,8 +36,12 @@ from srl_trainers.config import (
     MultiModelConfig,
     load_yaml,
 )
+from srl_trainers.presets import PRESETS
 
-__all__ = ["build_config", "main", "make_parser"]
+__all__ = ["DEFAULT_PRESET", "build_config", "main", "make_parser"]
+
+# what `python -m srl_trainers.run` trains with no --config and no --env
+DEFAULT_PRESET = "team_battle"
 
 # Named options: flag, config field (their choices come from the field's type)
 NAMED = {
@@ -79,6 +88,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--config", metavar="FILE.yaml", help="YAML file of MultiModelConfig fields"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=[*PRESETS, "none"],
+        default=None,
+        help="start from a named configuration (srl_trainers.presets; the command-line "
+        "options override it); none: the MultiModelConfig defaults (default: team_battle "
+        "when neither --config nor --env is given, else none)",
     )
     for key, (flag, name) in NAMED.items():
         parser.add_argument(
@@ -164,6 +181,11 @@ def build_config(args: argparse.Namespace) -> MultiModelConfig:
         else:
             overrides["model_types"] = ["custom"]
             overrides["model_names"] = {**overrides.get("model_names", {}), "custom": args.model}
+    name = args.preset
+    if name is None and not args.config and args.env is None:
+        name = DEFAULT_PRESET
+    if name is not None:
+        overrides["preset"] = name
     if args.config:
         return MultiModelConfig.from_yaml(args.config, **overrides)
     return MultiModelConfig.from_dict(overrides)
@@ -188,6 +210,21 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
         f"\nsrl: training {status}: {results['total_episodes']} episodes in "
         f"{results['training_time']:.0f} s (recent-window averages)\n{header}\n" + "\n".join(rows)
     )
+    evaluation = results.get("evaluation") or {}
+    if evaluation:
+        first = next(iter(evaluation.values()))
+        how = "greedy" if first["temperature"] == 0 else f"T = {first['temperature']:g}"
+        print(
+            f"\nevaluation: the trained population on {first['games']} held-out games against "
+            f"{first['opponent']}, {how} (95% intervals)"
+        )
+        for when, e in evaluation.items():
+            low, high = e["win_ci"]
+            print(
+                f"  {when:<7} (episode {e['episode']:>4}): win rate {e['win_rate']:.2f} "
+                f"[{low:.2f}, {high:.2f}], draws {e['draw_rate']:.2f}, "
+                f"invalid {e['invalid_rate']:.2f}"
+            )
     if results.get("log_dir"):
         print(
             f"logs:        {results['log_dir']}  (tensorboard --logdir {Path(results['log_dir']).parent})"

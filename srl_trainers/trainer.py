@@ -181,6 +181,8 @@ class MultiModelTrainer:
         self._history: dict[str, deque] = {}
         self._totals: dict[str, dict[str, float]] = {}
         self._last_metrics: dict[str, float] = {}
+        # eval_episodes > 0: "before" and "after" training (summaries of srl_trainers.evaluate)
+        self.evaluations: dict[str, dict[str, Any]] = {}
 
     # ================================================================= setup
     def setup(self) -> None:
@@ -310,6 +312,8 @@ class MultiModelTrainer:
         self.is_training = True
         self._stop_requested = False
         start = time.time() - self.training_time
+        if cfg.eval_episodes and "before" not in self.evaluations:  # kept across a resume
+            self.evaluations["before"] = await self._evaluate("before training")
         if monitor is not None:
             monitor.progress(cfg.max_episodes, initial=self.current_episode)
         try:
@@ -335,8 +339,14 @@ class MultiModelTrainer:
         finally:
             self.is_training = False
             self.training_time = time.time() - start
+        completed = self.current_episode >= cfg.max_episodes
+        if cfg.eval_episodes and completed and not self._stop_requested:
+            if monitor is not None:
+                monitor.close_progress()
+            self.evaluations["after"] = await self._evaluate("after training")
         return {
-            "training_completed": self.current_episode >= cfg.max_episodes,
+            "evaluation": dict(self.evaluations),
+            "training_completed": completed,
             "interrupted": self._stop_requested and self.current_episode < cfg.max_episodes,
             "total_episodes": self.current_episode,
             "training_time": self.training_time,
@@ -346,6 +356,48 @@ class MultiModelTrainer:
             "checkpoint_dir": str(Path(cfg.checkpoint_dir).resolve()),
             "log_dir": str(monitor.run_dir) if monitor is not None else None,
         }
+
+    async def _evaluate(self, when: str) -> dict[str, Any]:
+        """The trainable population on ``eval_episodes`` held-out games (srl_trainers.evaluate,
+        the config's opponent, ``eval_temperature``): a summary, also logged as ``eval/*``."""
+        from srl_trainers.evaluate import aevaluate
+
+        cfg = self.config
+        how = "greedy" if cfg.eval_temperature == 0 else f"T = {cfg.eval_temperature:g}"
+        print(
+            f"srl: evaluating {when}: {cfg.eval_episodes} held-out games against "
+            f"{cfg.opponent_policy}, {how}",
+            flush=True,
+        )
+        report = await aevaluate(
+            self, num_episodes=cfg.eval_episodes, temperature=cfg.eval_temperature
+        )
+        group = report.population
+        summary = {
+            "episode": report.training_episode,
+            "games": report.num_episodes,
+            "opponent": report.opponent,
+            "temperature": report.temperature,
+            "win_rate": group.win_rate,
+            "win_ci": list(group.win_ci),
+            "draw_rate": group.draw_rate,
+            "invalid_rate": group.invalid_rate,
+            "mean_return": group.mean_return,
+            "seconds": report.seconds,
+        }
+        monitor = self._ensure_monitor()
+        if monitor is not None:
+            monitor.log(
+                {
+                    "eval/win_rate": group.win_rate,
+                    "eval/win_ci_low": group.win_ci[0],
+                    "eval/win_ci_high": group.win_ci[1],
+                    "eval/invalid_rate": group.invalid_rate,
+                    "eval/mean_return": group.mean_return,
+                },
+                step=report.training_episode,
+            )
+        return summary
 
     def train_sync(self) -> dict[str, Any]:
         """``train()`` for scripts without asyncio."""
@@ -1073,6 +1125,7 @@ class MultiModelTrainer:
                 p: x.state_dict() for p, x in self.policies.items() if x.state_dict() is not None
             },
             "ratings": self.ratings.state_dict(),
+            "evaluations": self.evaluations,
             "league": (
                 None
                 if self.league is None
@@ -1106,6 +1159,7 @@ class MultiModelTrainer:
             self.policies[pid].load_state_dict(counters)
         self.ratings = Ratings()
         self.ratings.load_state_dict(state.get("ratings", {}))  # none in older checkpoints
+        self.evaluations = dict(state.get("evaluations", {}))
         if self.league is not None and state.get("league"):
             self.league.load_state_dict(state["league"])
             self.league.mark = int(state["league"]["mark"])

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def tiny_args(tiny_model_path, tmp_path, *extra: str) -> list[str]:
     return [
+        "--preset",
+        "none",  # the MultiModelConfig defaults: the commons game (no --env)
         "--model",
         str(tiny_model_path),
         "--num-models",

@@ -1,0 +1,142 @@
+"""Presets (srl_trainers.presets): one source for the benchmark, the YAML example and the default
+command-line run; the held-out evaluation before and after training that the preset turns on."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from srl_trainers.config import ConfigError, MultiModelConfig
+from srl_trainers.presets import PRESETS, TEAM_BATTLE, preset
+from srl_trainers.run import DEFAULT_PRESET, build_config, main, make_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(argv: list[str]) -> MultiModelConfig:
+    return build_config(make_parser().parse_args(argv))
+
+
+def test_the_default_run_is_the_team_battle_preset():
+    assert DEFAULT_PRESET == "team_battle"
+    assert _config([]) == MultiModelConfig.from_dict(TEAM_BATTLE)
+    cfg = _config(["--seed", "3", "--max-episodes", "50"])
+    assert (cfg.env, cfg.baseline, cfg.seed, cfg.max_episodes) == (
+        "team_battle",
+        "counterfactual",
+        3,
+        50,
+    )
+
+
+def test_an_env_or_a_config_file_starts_from_the_bare_defaults():
+    defaults = MultiModelConfig()
+    cfg = _config(["--env", "coop_compete"])
+    assert cfg == dataclasses.replace(defaults, env="coop_compete")
+    assert _config(["--preset", "none"]) == defaults
+    assert (
+        _config(["--config", str(ROOT / "examples/configs/coop_compete.yaml")]).eval_episodes == 0
+    )
+    # ...unless the preset is named
+    assert _config(["--env", "team_battle", "--preset", "team_battle"]).baseline == (
+        "counterfactual"
+    )
+
+
+def test_the_yaml_example_and_the_benchmark_start_from_the_preset():
+    from benchmarks.learning_team_battle import CONFIG
+
+    yaml = MultiModelConfig.from_yaml(ROOT / "examples/configs/team_battle.yaml")
+    assert yaml == MultiModelConfig.from_dict({**TEAM_BATTLE, "max_episodes": 60})
+    assert {k: v for k, v in CONFIG.items() if k not in ("max_episodes", "eval_episodes")} == {
+        k: v for k, v in TEAM_BATTLE.items() if k not in ("max_episodes", "eval_episodes")
+    }
+    assert CONFIG["eval_episodes"] == 0  # the benchmark evaluates on its own
+
+
+def test_a_preset_is_a_copy_and_a_bad_name_is_named():
+    fields = preset("team_battle")
+    fields["env_kwargs"]["format_penalty"] = 9.0
+    assert TEAM_BATTLE["env_kwargs"]["format_penalty"] == 0.5
+    with pytest.raises(ConfigError, match=r"preset='nope' does not exist; presets: team_battle"):
+        MultiModelConfig.from_dict({"preset": "nope"})
+    assert MultiModelConfig.from_dict({"preset": None}) == MultiModelConfig()
+    assert sorted(PRESETS) == ["team_battle"]
+
+
+def test_a_bad_preset_on_the_command_line_exits_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "nope"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: nope\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(bad)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "preset='nope' does not exist" in err and "\n" not in err
+
+
+def _tiny_preset_args(tiny_model_path, tmp_path, *extra: str) -> list[str]:
+    """The default preset on the tiny model, scaled down to seconds."""
+    return [
+        "--model",
+        str(tiny_model_path),
+        "--num-models",
+        "2",
+        "--env-kwargs",
+        "{team_size: 2, message_max_chars: 0, format_penalty: 0.5}",
+        "--batch-size",
+        "2",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--kv-cache-size",
+        "200",
+        "--system-prompt",
+        "Play.",
+        "--dtype",
+        "float32",
+        "--eval-episodes",
+        "4",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--log-dir",
+        str(tmp_path / "runs"),
+        *extra,
+    ]
+
+
+def test_the_default_run_evaluates_before_and_after_and_a_resume_keeps_before(
+    tiny_model_path, tmp_path, capsys, one_thread
+):
+    argv = _tiny_preset_args(tiny_model_path, tmp_path, "--max-episodes", "2")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "srl: evaluating before training: 4 held-out games against heuristic, T = 0.7" in out
+    assert "srl: evaluating after training" in out
+    assert "evaluation: the trained population on 4 held-out games against heuristic" in out
+    assert "before  (episode    0): win rate" in out and "after   (episode    2): win rate" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    evals = [r for r in rows if "eval/win_rate" in r]
+    assert [r["step"] for r in evals] == [0, 2]
+    assert all(
+        0 <= r["eval/win_ci_low"] <= r["eval/win_rate"] <= r["eval/win_ci_high"] for r in evals
+    )
+    state = json.loads((tmp_path / "ckpt/checkpoint_000002/trainer_state.json").read_text())
+    assert state["evaluations"]["before"]["episode"] == 0
+
+    # resumed to 3 episodes: the "before" figures are the first run's, not re-measured
+    assert (
+        main([*_tiny_preset_args(tiny_model_path, tmp_path, "--max-episodes", "3"), "--resume"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "evaluating before training" not in out
+    assert "before  (episode    0)" in out and "after   (episode    3)" in out
