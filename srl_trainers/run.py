@@ -2,7 +2,7 @@
 
 With no arguments it trains the ``team_battle`` preset (:mod:`srl_trainers.presets`): four
 LoRA slots of the embedded SmolLM2-135M model as a team against the scripted equal-split team,
-on a CPU, for 30 episodes, with the team evaluated on 32 held-out games before and after.
+on a CPU, for 40 episodes, with the team evaluated on 32 held-out games before and after.
 ``--preset NAME`` starts from a preset (``none``: the bare ``MultiModelConfig`` defaults,
 Core SRL's; the default when ``--config`` or ``--env`` is given). ``--config FILE.yaml``
 loads any ``MultiModelConfig`` fields (and ``preset:``); the named options and
