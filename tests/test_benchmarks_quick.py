@@ -217,3 +217,18 @@ def test_a_rerun_checkpoints_beside_the_run_it_repeats(tmp_path):
     assert second == str(tmp_path / "checkpoints" / "bench_s0-2")
     CheckpointManager(second).save("checkpoint_000001", lambda d: None, {"episode": 1})
     assert checkpoint_dir(tmp_path, "bench_s0") == str(tmp_path / "checkpoints" / "bench_s0-3")
+
+
+def test_prefix_sharing_reports_what_each_env_shares(capsys):
+    """The table of benchmarks.prefix_sharing (the embedded tokenizer, no model forward): in
+    round 1 a group's copies share all of every prompt but its last token; later rounds, whose
+    copies diverge, share less but never more than the plain layout costs."""
+    from benchmarks import prefix_sharing
+
+    rows = prefix_sharing.main(["--copies", "4", "--rounds", "2"])
+    assert {r["env"] for r in rows} == set(prefix_sharing.ENVS)
+    for r in rows:
+        assert 0 <= r["saved"] < 1 and r["shared"] <= r["plain"]
+        if r["round"] == 1:  # 4 copies of one prompt: the prefix once + 1 token per row
+            assert r["saved"] > 0.6
+    assert "saved" in capsys.readouterr().out
