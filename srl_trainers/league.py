@@ -76,17 +76,31 @@ class Ratings:
             self._ratings[name] = self.model.rating(name=name)
         return self._ratings[name]
 
+    def _copy(self, name: str):
+        r = self.rating(name)
+        return self.model.rating(mu=r.mu, sigma=r.sigma, name=name)
+
     def rate(self, teams: Sequence[Sequence[str]], scores: Sequence[float]) -> None:
-        """Update every player of ``teams`` from one game's ``scores`` (higher is better)."""
+        """Update every player of ``teams`` from one game's ``scores`` (higher is better).
+
+        A name may stand in a team more than once: a policy that plays k seats counts k times
+        in its team's strength (openskill sums the members' mu), so a scripted bot playing all
+        four seats of one team meets four LoRA slots on equal terms. Its copies get the same
+        update, written once; a game counts once per player."""
         if len(teams) != len(scores) or len(teams) < 2:
             raise ValueError(
                 f"rate() needs a score per team and two teams or more: {teams}, {scores}"
             )
-        rated = self.model.rate(
-            [[self.rating(n) for n in team] for team in teams], scores=[float(s) for s in scores]
+        rated = self.model.rate(  # copies: openskill adds tau to its inputs' sigma in place
+            [[self._copy(n) for n in team] for team in teams],
+            scores=[float(s) for s in scores],
         )
         for team, new in zip(teams, rated):
-            for name, r in zip(team, new):
+            for name in dict.fromkeys(team):
+                copies = [r for n, r in zip(team, new) if n == name]
+                r = copies[0]
+                r.mu = sum(c.mu for c in copies) / len(copies)  # equal but for round-off
+                r.sigma = sum(c.sigma for c in copies) / len(copies)
                 self._ratings[name] = r
                 self.games[name] += 1
 

@@ -905,17 +905,18 @@ class MultiModelTrainer:
         return metrics
 
     def _rate_copy(self, raw: dict[str, float]) -> None:
-        """Rate one game: in a team game the teams (each the policies of its agents), else each
-        policy by its agents' mean raw score; games where one policy plays on both teams (or
-        only one policy plays) rate nothing."""
+        """Rate one game: in a team game the teams (the policy of each of its agents: a policy
+        that plays several seats counts once per seat), else each policy by its agents' mean
+        raw score; games where one policy plays on both teams (or only one policy plays) rate
+        nothing."""
         sides: dict[str, list[str]] = defaultdict(list)
         for agent in raw:
             side = self.teams[agent] if self.teams else self._played_mapping[agent]
             sides[side].append(agent)
         if len(sides) < 2:
             return
-        teams = [sorted({self._played_mapping[a] for a in agents}) for agents in sides.values()]
-        members = [p for team in teams for p in team]
+        teams = [sorted(self._played_mapping[a] for a in agents) for agents in sides.values()]
+        members = [p for team in teams for p in set(team)]
         if len(members) != len(set(members)):
             return
         scores = [float(np.mean([raw[a] for a in agents])) for agents in sides.values()]

@@ -43,9 +43,9 @@ def test_the_golden_file_covers_every_run():
         assert record["config"] == harness.RUNS[name], f"{name}: run `{REGENERATE}`"
 
 
-# The golden file was written by the plain path (every row runs its whole prompt), before
-# share_prefix existed: the runs above (share_prefix on, the default) reproduce it through the
-# shared-prefix path, these through the plain one.
+# The golden file is written by the plain path (every row runs its whole prompt; see the
+# harness's main): every run reproduces it through the shared-prefix path (share_prefix on, the
+# default), these through the plain one too.
 PLAIN_RUNS = ["grpo-kl-entropy-numbers", "ppo-team_battle", "grpo-staged"]
 
 

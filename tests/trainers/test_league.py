@@ -284,3 +284,22 @@ def test_self_play_without_opponent_agents_is_a_config_error(tiny_model_path, tm
     )  # fmt: skip
     with pytest.raises(ConfigError, match="needs agents that no slot plays"):
         MultiModelTrainer(cfg).setup()
+
+
+def test_a_policy_playing_several_seats_counts_once_per_seat():
+    """A bot playing both seats of a team meets two slots on equal terms: the update is the
+    one two distinct players would get, written once for the bot."""
+    from srl_trainers.league import Ratings
+
+    same, distinct = Ratings(), Ratings()
+    same.rate([["a", "b"], ["bot", "bot"]], [1.0, 0.0])
+    distinct.rate([["a", "b"], ["c", "d"]], [1.0, 0.0])
+    for name in ("a", "b"):
+        assert same.rating(name).mu == pytest.approx(distinct.rating(name).mu)
+        assert same.rating(name).sigma == pytest.approx(distinct.rating(name).sigma)
+    assert same.rating("bot").mu == pytest.approx(distinct.rating("c").mu)
+    assert same.games["bot"] == 1
+    # a draw between equal teams moves no mu
+    draw = Ratings()
+    draw.rate([["a", "b"], ["bot", "bot"]], [0.5, 0.5])
+    assert draw.rating("a").mu == pytest.approx(draw.rating("bot").mu)
