@@ -193,37 +193,45 @@ TRAINER_CASES = {
 }
 
 
+def _trainer_after_one_rollout(tiny_model_path, tmp_path, seed: int, **overrides):
+    """A tiny trainer whose buffers hold one rollout, with returns spread by seeded noise: the
+    tiny random model's answers are mostly invalid, all alike, so without it the advantages
+    (counterfactual or group-relative) and the gradients would be 0. Its LoRA B weights are
+    made nonzero, so the gradients reach both A and B."""
+    from srl_trainers import MultiModelTrainer
+    from srl_trainers.testing import tiny_trainer_config
+
+    trainer = MultiModelTrainer(
+        tiny_trainer_config(tiny_model_path, tmp_path, seed=seed, **overrides)
+    )
+    trainer.setup()
+    rollout = asyncio.run(trainer.rollout.play(0, 1.0, 0.4))
+    trainer._compute_returns(rollout.turns)
+    noise = torch.Generator().manual_seed(seed)
+    for turn in rollout.turns:
+        turn.ret += float(torch.randn((), generator=noise))
+        turn.reward = turn.ret
+        trainer._buffers[turn.slot].append(turn)
+    with torch.no_grad():
+        for name, p in trainer.pool_of[trainer.slots[0]].model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    return trainer
+
+
 @pytest.mark.parametrize("case", list(TRAINER_CASES))
 def test_the_trainers_loss_and_gradients_equal_the_plain_path(
     case, tiny_model_path, tmp_path, one_thread
 ):
     """One rollout (two rounds but where noted, so round 2's prompts share only a part), then
     the update's loss, metrics and gradients with and without sharing."""
-    from srl_trainers import MultiModelTrainer
-    from srl_trainers.testing import tiny_trainer_config
-
     overrides = {"max_new_tokens": 6, "batch_size": 4, "group_size": 4, **TRAINER_CASES[case]}
-    cfg = tiny_trainer_config(tiny_model_path, tmp_path, seed=3, **overrides)
-    trainer = MultiModelTrainer(cfg)
-    trainer.setup()
-    rollout = asyncio.run(trainer.rollout.play(0, 1.0, 0.4))
-    trainer._compute_returns(rollout.turns)
-    noise = torch.Generator().manual_seed(0)
-    for turn in rollout.turns:
-        # the tiny random model's answers are mostly invalid, all alike: spread the returns so
-        # that the advantages (counterfactual or group-relative) and the gradients are not 0
-        turn.ret += float(torch.randn((), generator=noise))
-        turn.reward = turn.ret
-        trainer._buffers[turn.slot].append(turn)
+    trainer = _trainer_after_one_rollout(tiny_model_path, tmp_path, 3, **overrides)
     slot = trainer.slots[0]
     pool = trainer.pool_of[slot]
     params = pool.trainable_parameters(slot)
-    if cfg.algorithm == "ppo":
+    if trainer.config.algorithm == "ppo":
         params = params + list(trainer.value_heads[slot].parameters())
-    with torch.no_grad():  # nonzero LoRA B: the adapter's gradients then reach both A and B
-        for name, p in pool.model.named_parameters():
-            if "lora_B" in name and slot in name:
-                p.normal_(std=0.05)
 
     def update(share: bool):
         pool.share_prefix = share
@@ -294,27 +302,12 @@ def test_several_adapters_in_one_call_need_the_per_row_path(tiny_model_path):
 def test_the_trainer_updates_its_slots_together_as_it_would_one_by_one(
     tiny_model_path, tmp_path, one_thread
 ):
-    from srl_trainers import MultiModelTrainer
-    from srl_trainers.testing import tiny_trainer_config
-
-    cfg = tiny_trainer_config(
-        tiny_model_path, tmp_path, seed=5, max_new_tokens=6, beta=0.05, number_kl_coef=0.03
+    trainer = _trainer_after_one_rollout(
+        tiny_model_path, tmp_path, 5, max_new_tokens=6, beta=0.05, number_kl_coef=0.03
     )
-    trainer = MultiModelTrainer(cfg)
-    trainer.setup()
-    rollout = asyncio.run(trainer.rollout.play(0, 1.0, 0.4))
-    trainer._compute_returns(rollout.turns)
-    noise = torch.Generator().manual_seed(1)
-    for turn in rollout.turns:
-        turn.ret += float(torch.randn((), generator=noise))
-        trainer._buffers[turn.slot].append(turn)
     slots = trainer.slots
     pool = trainer.pool_of[slots[0]]
     assert len(slots) == 2 and all(trainer.pool_of[s] is pool for s in slots)
-    with torch.no_grad():
-        for name, p in pool.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.05)
     params = {s: pool.trainable_parameters(s) for s in slots}
 
     def take() -> dict[str, list[torch.Tensor]]:
