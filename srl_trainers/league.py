@@ -8,9 +8,12 @@
 **Players**: ``bot:<name>`` (a scripted bot of the game), ``base`` (the frozen base model),
 and trained LoRA policies: a checkpoint directory or an id in ``--checkpoint-dir``
 (``latest``, ``checkpoint_000040``), optionally ``#<slot>`` to pick one of its slots (default:
-its first) or one of the self-play snapshots it keeps (``#model_0_smollm2_ep40``). Checkpoint players must come from runs of the same game; each becomes one adapter
-on its base model, and every LoRA player of one base model generates in one mixed-adapter
-batch.
+its first) or one of the self-play snapshots it keeps (``#model_0_smollm2_ep40``); and
+models served by an OpenAI-compatible endpoint: ``api:<model>@<url>``, or ``api:<model>``
+with ``--api-base-url`` (``--api-key-env VAR`` names the key's environment variable; a
+failing endpoint is retried, then its answer counts as invalid). Checkpoint players must
+come from runs of the same game; each becomes one adapter on its base model, and every LoRA
+player of one base model generates in one mixed-adapter batch.
 
 **Matches**: every pair of players plays ``--games`` seeded evaluation games on each side
 (the env's two teams, or the two halves of its agents: the two players of a two-player
@@ -248,11 +251,13 @@ class SnapshotLeague:
 # ------------------------------------------------------------------------------ players
 @dataclass(frozen=True)
 class PlayerSpec:
-    """One league player: ``kind`` is ``bot``, ``base`` or ``checkpoint``."""
+    """One league player: ``kind`` is ``bot``, ``base``, ``checkpoint`` or ``api``."""
 
     label: str
     kind: str
     bot: str | None = None
+    model: str | None = None  # api: the model name the endpoint serves
+    base_url: str | None = None  # api: its OpenAI-compatible endpoint (None: --api-base-url)
     path: Path | None = None
     slot: str | None = None  # the trained slot (a snapshot's: the slot it froze)
     adapter_dir: Path | None = None
@@ -273,12 +278,22 @@ def parse_player(text: str, checkpoint_dir: str | None) -> PlayerSpec:
         return PlayerSpec(label=text, kind="bot", bot=name)
     if text == "base":
         return PlayerSpec(label="base", kind="base")
+    if text.startswith("api:"):
+        model, _, url = text[4:].partition("@")
+        if not model:
+            raise ValueError(
+                f"player {text!r}: name the model, e.g. api:gpt-4o-mini@https://api.openai.com/v1"
+            )
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"player {text!r}: the endpoint {url!r} is no http(s) URL")
+        return PlayerSpec(label=text, kind="api", model=model, base_url=url or None)
     where, _, slot = text.partition("#")
     try:
         path, meta = _resolve_checkpoint(where, checkpoint_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(
-            f"player {text!r} is no bot:<name>, no 'base' and no checkpoint ({exc})"
+            f"player {text!r} is no bot:<name>, no 'base', no api:<model>[@<url>] and no "
+            f"checkpoint ({exc})"
         ) from None
     slots = list(meta["slots"])
     snapshots = sorted(p.name for p in (path / "snapshots").glob("*")) if slot else []
@@ -399,9 +414,16 @@ async def arun_league(
     games: int = 16,
     temperature: float = 0.0,
     copies: int = 8,
+    api_base_url: str | None = None,
+    api_key_env: str | None = None,
 ) -> LeagueReport:
-    """:func:`run_league` for callers already inside an event loop."""
+    """:func:`run_league` for callers already inside an event loop. ``api_base_url`` and
+    ``api_key_env``: the endpoint and the key's environment variable of the ``api:<model>``
+    players that name no endpoint of their own (no key variable: a local server's ``EMPTY``).
+    An API player answers with the league's temperature; a failing endpoint is retried, then
+    its answer counts as invalid (the game's fallback action), never fatal."""
     import srl_envs
+    from srl_trainers.api import APIPolicy
     from srl_trainers.models import ModelPool, resolve_checkpoint
     from srl_trainers.policies import BotPolicy, LoRAPolicy
     from srl_trainers.population import response_prefix_of
@@ -451,6 +473,28 @@ async def arun_league(
             policy.bots = [
                 srl_envs.make_bot(bot_game.id, spec.bot, seed=c) for c in range(n_copies)
             ]
+        elif spec.kind == "api":
+            url = spec.base_url or api_base_url
+            if url is None:
+                raise ValueError(
+                    f"player {spec.label!r}: name its endpoint, {spec.label}@http://host:port/v1, "
+                    "or give --api-base-url"
+                )
+            policy = APIPolicy(
+                pid,
+                "api",
+                spec.model,
+                base_url=url,
+                api_key_env=api_key_env,
+                concurrency=config.api_concurrency,
+                timeout=config.api_timeout,
+                max_retries=config.api_max_retries,
+                backoff=config.api_backoff,
+                max_tokens=config.max_new_tokens,
+                temperature=temperature,
+                stop=None if config.stop is None else list(config.stop),
+            )
+            policy.validate()
         elif spec.kind == "base":
             policy = LoRAPolicy(
                 pid, "base", "frozen base", checkpoint=base_checkpoint, trainable=False
@@ -509,6 +553,8 @@ async def arun_league(
                     else:
                         results[la][lb]["draws"] += 1
                         results[lb][la]["draws"] += 1
+    for policy in policies.values():
+        await policy.aclose()
     payoff = {
         a: {b: (r["wins"] + 0.5 * r["draws"]) / max(1, sum(r.values())) for b, r in row.items()}
         for a, row in results.items()
@@ -571,7 +617,8 @@ def make_parser() -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="PLAYER",
-        help="bot:<name>, base, a checkpoint directory or id (optionally #<slot>)",
+        help="bot:<name>, base, api:<model>[@<url>], a checkpoint directory or id "
+        "(optionally #<slot>)",
     )
     parser.add_argument("--env", default=None, help="the game (default: the checkpoints' game)")
     parser.add_argument(
@@ -580,6 +627,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoint ids are looked up")
     parser.add_argument("--games", type=int, default=16, help="games per side per pair (16)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
+    parser.add_argument(
+        "--api-base-url",
+        default=None,
+        metavar="URL",
+        help="OpenAI-compatible endpoint of the api:<model> players that name none",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding their API key (default: none, a local server)",
+    )
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON")
     parser.add_argument("--png", default=None, metavar="OUT", help="draw the payoff heatmap")
     return parser
@@ -602,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoint_dir=args.checkpoint_dir,
             games=args.games,
             temperature=args.temperature,
+            api_base_url=args.api_base_url,
+            api_key_env=args.api_key_env,
         )
     except (ConfigError, ModelUnavailableError, FileNotFoundError, ValueError) as exc:
         parser.fail(exc)

@@ -303,3 +303,73 @@ def test_a_policy_playing_several_seats_counts_once_per_seat():
     draw = Ratings()
     draw.rate([["a", "b"], ["bot", "bot"]], [0.5, 0.5])
     assert draw.rating("a").mu == pytest.approx(draw.rating("bot").mu)
+
+
+def _harvest_api():
+    """An OpenAI chat-completions endpoint that answers every commons prompt HARVEST: 5."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.state.requests = 0
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> dict:
+        app.state.requests += 1
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "HARVEST: 5"},
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+        }
+
+    return app
+
+
+def test_an_api_model_plays_in_the_league(tmp_path, capsys):
+    from srl_trainers.serve import BackgroundServer
+
+    app = _harvest_api()
+    with BackgroundServer(app) as server:
+        url = server.url + "/v1"
+        report = run_league(
+            [f"api:fake@{url}", "bot:greedy", "api:other"],
+            env="coop_compete",
+            games=2,
+            api_base_url=url,
+        )
+        assert app.state.requests > 0
+        assert {row["player"] for row in report.ratings} == {
+            f"api:fake@{url}",
+            "bot:greedy",
+            "api:other",
+        }
+        # the same through the command line, with the endpoint given once
+        out = tmp_path / "league.json"
+        argv = ["--env", "coop_compete", "--players", "api:fake", "bot:greedy", "--games", "1"]
+        assert main([*argv, "--api-base-url", url, "--json", str(out)]) == 0
+        assert json.loads(out.read_text())["players"] == ["api:fake", "bot:greedy"]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("player", "needle"),
+    [
+        ("api:", "name the model"),
+        ("api:gpt@ftp://x", "is no http(s) URL"),
+        ("api:gpt", "name its endpoint, api:gpt@http://host:port/v1, or give --api-base-url"),
+    ],
+)
+def test_a_bad_api_player_is_one_line_and_exit_code_2(player, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--env", "coop_compete", "--players", player, "bot:greedy", "--games", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err
