@@ -3,7 +3,9 @@ base model and checkpoints (tiny model), and its command line's bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 
 import pytest
 
@@ -373,3 +375,42 @@ def test_a_bad_api_player_is_one_line_and_exit_code_2(player, needle, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("strategy", ["synchronized", "asynchronous", "federated", "selective"])
+def test_an_llm_team_against_an_llm_team_with_the_counterfactual_baseline(
+    strategy, tiny_model_path, tmp_path
+):
+    """The layout of num_models=8 in the 4v4 battle, at 2v2: a slot per agent on both teams,
+    every slot trained, the counterfactual baseline computed for every turn, the teams rated
+    as teams."""
+    cfg = tiny_trainer_config(
+        tiny_model_path,
+        tmp_path,
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        num_models=4,
+        baseline="counterfactual",
+        episode_length=1,
+        weight_update_strategy=strategy,
+        selective_top_k=2 if strategy == "selective" else None,
+        max_episodes=2,
+    )
+    trainer = MultiModelTrainer(cfg)
+    trainer.setup()
+    assert sorted(trainer.policy_mapping.values()) == sorted(trainer.slots)
+    assert {trainer.teams[a] for a in trainer.policy_mapping} == {"red", "blue"}
+    rollout = asyncio.run(trainer.rollout.play(0, 1.0, 0.4))
+    assert rollout.turns and all(not math.isnan(t.baseline) for t in rollout.turns)
+    results = trainer.train_sync()
+    assert results["training_completed"]
+    summary = results["final_model_states"]
+    updated = [s for s in trainer.slots if summary[s]["update_count"] > 0]
+    if strategy in ("synchronized", "federated"):  # every slot steps every update
+        assert updated == trainer.slots
+    else:  # own cadences, or the top-k by recent reward
+        assert updated
+    losses = [v for k, v in results["training_metrics"].items() if k.endswith("/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    rated = {row["player"] for row in trainer.ratings.table()}
+    assert rated == set(trainer.slots)
