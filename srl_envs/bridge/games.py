@@ -14,6 +14,7 @@ far and whose turn it is.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class GameView:
     scores: list[float] = field(default_factory=list)
 
 
-class GameText:
+class GameText(ABC):
     """The text of one game. Subclasses set the class attributes and ``render_state``."""
 
     #: The PettingZoo module name (``env.metadata["name"]``) this text is for.
@@ -78,9 +79,9 @@ class GameText:
         words, a number answer picks the action of that number in the list."""
         return not all(name.isdigit() for name in names)
 
+    @abstractmethod
     def render_state(self, view: GameView) -> str:
         """The state as this agent sees it (a few lines)."""
-        raise NotImplementedError
 
     def seat_label(self, seat: int) -> str:
         return f" ({self.seat_names[seat]})" if seat < len(self.seat_names) else ""
