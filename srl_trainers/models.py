@@ -332,6 +332,7 @@ class ModelPool:
         # ``adapter_names=`` path (slower on CPU; also what LoRA variants such as DoRA need).
         self.peft_mixed_batch = False
         self._has_lora_variants = False
+        self._has_lora_dropout = False
         self._adapters: list[str] = []
         self._lora_params: list[nn.Parameter] = []
         self._frozen: set[int] = set()  # ids of LoRA params that must stay frozen (e.g. FFA's A)
@@ -713,9 +714,10 @@ class ModelPool:
         same column; logits are computed for the completion positions only. ``hidden`` is the
         last layer's hidden state at the last prompt token (input of a PPO value head).
         ``return_entropy`` adds the per-token ``entropy`` of the next-token distribution
-        (``"no_grad"``: without a gradient). ``entropy_vocab`` (token ids) adds ``vocab_entropy``: the entropy of the next-token
-        distribution renormalised over those tokens, whose gradient reaches their logits only,
-        and ``vocab_logprobs``: that distribution's log-probs.
+        (``"no_grad"``: without a gradient). ``entropy_vocab`` (token ids) adds
+        ``vocab_entropy``: the entropy of the next-token distribution renormalised over those
+        tokens, whose gradient reaches their logits only, and ``vocab_logprobs``: that
+        distribution's log-probs.
         Grad passes run in train mode (LoRA dropout), the others in eval mode under no_grad.
         With ``share_prefix`` (the pool's setting) rows that start with the same prompt tokens
         run that prefix once and their own tokens on its gathered keys and values; log-probs,
@@ -884,16 +886,7 @@ class ModelPool:
     def rows_can_mix(self) -> bool:
         """Whether one :meth:`sequence_logprobs` call can score rows of several adapters (and
         backpropagate into each): the per-row LoRA path, which has no LoRA dropout."""
-        from peft.tuners.lora import LoraLayer
-
-        if self.peft_mixed_batch or self._has_lora_variants:
-            return False
-        for module in self.model.modules():
-            if isinstance(module, LoraLayer):
-                for dropout in module.lora_dropout.values():
-                    if isinstance(dropout, nn.Dropout) and dropout.p > 0:
-                        return False
-        return True
+        return not (self.peft_mixed_batch or self._has_lora_variants or self._has_lora_dropout)
 
     def _mode(self, adapters: Sequence[str | None]) -> contextlib.AbstractContextManager[dict]:
         """How a batch with these per-row adapters runs: one adapter active, PEFT's mixed
@@ -1004,8 +997,10 @@ class ModelPool:
         from peft.tuners.lora import LoraLayer
 
         self.model.eval()  # PEFT leaves a freshly wrapped model in train mode
-        self._has_lora_variants = any(
-            m.lora_variant for m in self.model.modules() if isinstance(m, LoraLayer)
+        layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+        self._has_lora_variants = any(m.lora_variant for m in layers)
+        self._has_lora_dropout = any(
+            isinstance(d, nn.Dropout) and d.p > 0 for m in layers for d in m.lora_dropout.values()
         )
         self._lora_params = [
             p for a in self._adapters for p in lora_parameters(self.model, a).values()
@@ -1051,7 +1046,13 @@ def _cache_arg(model: nn.Module) -> str:
     ``past_key_values`` before (and in models that kept it)."""
     while hasattr(model, "get_base_model"):  # a PeftModel: the wrapped model's forward
         model = model.get_base_model()
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return _cache_arg_of(type(model))
+
+
+@functools.cache
+def _cache_arg_of(model_class: type) -> str:
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _row_lora_forward(
