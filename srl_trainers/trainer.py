@@ -542,10 +542,9 @@ class MultiModelTrainer:
         """:meth:`_backward_slots` of one slot."""
         return self._backward_slots(self.pool_of[slot], {slot: batch})[slot]
 
-    def _micro_batches(
-        self, pool: ModelPool, sizes: dict[str, int], mixed: bool
-    ) -> list[list[tuple[str, slice]]]:
-        """The forward calls over the batches of several slots of ``pool``: lists of (slot, rows
+    @staticmethod
+    def _micro_batches(sizes: dict[str, int], mixed: bool) -> list[list[tuple[str, slice]]]:
+        """The forward calls over the batches of several slots of one pool: lists of (slot, rows
         of its batch). Each slot's batch is cut into micro-batches of ``_MICRO_BATCH`` rows; with
         ``mixed`` (adapters per row allowed, see ``ModelPool.rows_can_mix``) the i-th
         micro-batches of all slots go in one call, which amortises the per-call cost of the
@@ -558,6 +557,21 @@ class MultiModelTrainer:
             return [[(s, sl)] for s, slices in cuts.items() for sl in slices]
         deepest = max((len(v) for v in cuts.values()), default=0)
         return [[(s, v[i]) for s, v in cuts.items() if i < len(v)] for i in range(deepest)]
+
+    @staticmethod
+    def _call_rows(
+        call: list[tuple[str, slice]], batches: dict[str, dict[str, Any]], adapter_of
+    ) -> tuple[list, list, list, list[slice]]:
+        """One forward call's rows: (adapters, prompts, completions), and the rows of the
+        call's output that belong to each (slot, rows) part of ``call``."""
+        adapters, prompts, completions, parts = [], [], [], []
+        for slot, sl in call:
+            rows = batches[slot]["prompts"][sl]
+            parts.append(slice(len(prompts), len(prompts) + len(rows)))
+            adapters += [adapter_of[slot]] * len(rows)
+            prompts += rows
+            completions += batches[slot]["completions"][sl]
+        return adapters, prompts, completions, parts
 
     def _scored(
         self,
@@ -574,13 +588,8 @@ class MultiModelTrainer:
         mixed = len(set(adapter_of.values())) == 1 or pool.rows_can_mix
         parts: dict[str, dict[str, list[torch.Tensor]]] = {s: defaultdict(list) for s in batches}
         sizes = {s: len(b["samples"]) for s, b in batches.items()}
-        for call in self._micro_batches(pool, sizes, mixed):
-            adapters, prompts, completions = [], [], []
-            for slot, sl in call:
-                rows = batches[slot]["prompts"][sl]
-                adapters += [adapter_of[slot]] * len(rows)
-                prompts += rows
-                completions += batches[slot]["completions"][sl]
+        for call in self._micro_batches(sizes, mixed):
+            adapters, prompts, completions, parts_rows = self._call_rows(call, batches, adapter_of)
             out = pool.sequence_logprobs(
                 adapters,
                 prompts,
@@ -590,11 +599,7 @@ class MultiModelTrainer:
                 return_hidden=hidden,
                 entropy_vocab=vocab,
             )
-            lo = 0
-            for slot, sl in call:
-                n = len(batches[slot]["prompts"][sl])
-                rows = slice(lo, lo + n)
-                lo += n
+            for (slot, _), rows in zip(call, parts_rows):
                 width = max(len(c) for c in batches[slot]["completions"])
                 lp = out.logprobs[rows, :width].float()
                 parts[slot]["logprobs"].append(
@@ -665,13 +670,9 @@ class MultiModelTrainer:
         counts: dict[str, dict[str, float]] = {s: defaultdict(float) for s in batches}
         sizes = {s: len(b["samples"]) for s, b in batches.items()}
         totals = {s: sum(len(c) for c in b["completions"]) for s, b in batches.items()}
-        for call in self._micro_batches(pool, sizes, pool.rows_can_mix):
-            adapters, prompts, completions = [], [], []
-            for slot, sl in call:
-                rows = batches[slot]["prompts"][sl]
-                adapters += [slot] * len(rows)
-                prompts += rows
-                completions += batches[slot]["completions"][sl]
+        own = {slot: slot for slot in batches}
+        for call in self._micro_batches(sizes, pool.rows_can_mix):
+            adapters, prompts, completions, parts_rows = self._call_rows(call, batches, own)
             out = pool.sequence_logprobs(
                 adapters,
                 prompts,
@@ -685,11 +686,8 @@ class MultiModelTrainer:
                 return_hidden=cfg.algorithm == "ppo",
             )
             loss = 0.0
-            lo = 0
-            for slot, sl in call:
-                n = len(batches[slot]["prompts"][sl])
-                part = _rows_of(out, slice(lo, lo + n), batches[slot]["completions"][sl])
-                lo += n
+            for (slot, sl), rows in zip(call, parts_rows):
+                part = _rows_of(out, rows, batches[slot]["completions"][sl])
                 loss = loss + self._part_loss(
                     slot,
                     batches[slot],
