@@ -99,11 +99,7 @@ class Ratings:
             scores=[float(s) for s in scores],
         )
         for team, new in zip(teams, rated):
-            for name in dict.fromkeys(team):
-                copies = [r for n, r in zip(team, new) if n == name]
-                r = copies[0]
-                r.mu = sum(c.mu for c in copies) / len(copies)  # equal but for round-off
-                r.sigma = sum(c.sigma for c in copies) / len(copies)
+            for name, r in dict(zip(team, new)).items():  # a name's copies are equal
                 self._ratings[name] = r
                 self.games[name] += 1
 
@@ -480,20 +476,9 @@ async def arun_league(
                     f"player {spec.label!r}: name its endpoint, {spec.label}@http://host:port/v1, "
                     "or give --api-base-url"
                 )
-            policy = APIPolicy(
-                pid,
-                "api",
-                spec.model,
-                base_url=url,
-                api_key_env=api_key_env,
-                concurrency=config.api_concurrency,
-                timeout=config.api_timeout,
-                max_retries=config.api_max_retries,
-                backoff=config.api_backoff,
-                max_tokens=config.max_new_tokens,
-                temperature=temperature,
-                stop=None if config.stop is None else list(config.stop),
-            )
+            policy = APIPolicy.from_config(pid, "api", spec.model, config, [])
+            policy.base_url, policy.api_key_env = url, api_key_env
+            policy.temperature = temperature  # the league's, 0 included (greedy)
             policy.validate()
         elif spec.kind == "base":
             policy = LoRAPolicy(
