@@ -6,8 +6,8 @@
 For each env, ``--copies`` copies are reset with ONE seed (a GRPO group) and played for
 ``--rounds`` rounds by the env's ``random`` bot, each copy's bot seeded apart (so the copies'
 histories diverge from round 2 on, as sampled LLM answers do). Every acting agent's prompt is
-the chat template of its observation under the embedded model's tokenizer (what
-``ModelPool.format_prompts`` gives the trainer, before the response prefix's few tokens).
+``ModelPool.format_prompts`` of its observation with the embedded model, what the trainer
+gives it (before the response prefix's few tokens).
 The rows of a round (copies x agents, each agent its own adapter, as with one slot per agent)
 go through :func:`srl_trainers.prefix.plan_prefixes`, the plan generation and training use.
 
@@ -34,15 +34,7 @@ ENVS = {
 }
 
 
-def _tokenizer():
-    from transformers import AutoTokenizer
-
-    from srl_trainers.models import resolve_checkpoint
-
-    return AutoTokenizer.from_pretrained(resolve_checkpoint("embedded:smollm2"))
-
-
-def rows_of_round(name: str, kwargs: dict, copies: int, rounds: int, seed: int, tok):
+def rows_of_round(name: str, kwargs: dict, copies: int, rounds: int, seed: int, pool):
     """Per round: (prompts, keys) of every acting agent of every copy."""
     env_id = name.split(" ")[0]
     envs = [srl_envs.make(env_id, **kwargs) for _ in range(copies)]
@@ -54,14 +46,8 @@ def rows_of_round(name: str, kwargs: dict, copies: int, rounds: int, seed: int, 
         actions = []
         for env, obs, bot in zip(envs, observations, bots):
             acting = [a for a in env.acting_agents if a in obs]
-            for agent in acting:
-                text = tok.apply_chat_template(
-                    [{"role": "user", "content": obs[agent]}],
-                    tokenize=False,
-                    add_generation_prompt=True,
-                )
-                prompts.append(tok.encode(text, add_special_tokens=False))
-                keys.append(agent)
+            prompts += pool.format_prompts([obs[a] for a in acting], None)
+            keys += acting
             actions.append({agent: bot.act(obs[agent]) for agent in acting})
         if not prompts:
             break
@@ -84,7 +70,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per env (3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    tok = _tokenizer()
+    from srl_trainers.models import ModelPool
+
+    pool = ModelPool("embedded:smollm2", device="cpu")  # its prompts; no forward runs
     header = ("env", "round", "rows", "prompt", "plain", "shared", "saved")
     widths = (27, 6, 5, 7, 7, 7, 6)
     print(
@@ -93,7 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name, kwargs in ENVS.items():
         for r, (prompts, keys) in enumerate(
-            rows_of_round(name, kwargs, args.copies, args.rounds, args.seed, tok), start=1
+            rows_of_round(name, kwargs, args.copies, args.rounds, args.seed, pool), start=1
         ):
             lengths = [len(p) for p in prompts]
             plain = len(prompts) * max(lengths)
