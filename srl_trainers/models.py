@@ -422,18 +422,45 @@ class ModelPool:
 
     def save_adapter(self, name: str, directory: str | Path) -> Path:
         """Write adapter ``name`` as a standard PEFT adapter directory (safetensors + config)."""
-        from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
-        self._check_adapter(name)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = get_peft_model_state_dict(self.model, adapter_name=name)
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in state.items()}, out / ADAPTER_WEIGHTS
-        )
+        save_file(self.adapter_state(name), out / ADAPTER_WEIGHTS)
         self.model.peft_config[name].save_pretrained(str(out))
         return out
+
+    def adapter_state(self, name: str) -> dict[str, torch.Tensor]:
+        """Adapter ``name``'s tensors under PEFT's names (CPU copies): what :meth:`save_adapter`
+        writes and :meth:`set_adapter_state` loads (an engine receiving a learner's weights)."""
+        from peft import get_peft_model_state_dict
+
+        self._check_adapter(name)
+        state = get_peft_model_state_dict(self.model, adapter_name=name)
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+    def set_adapter_state(self, name: str, state: dict[str, torch.Tensor]) -> None:
+        """Copy ``state`` (from :meth:`adapter_state`) into adapter ``name`` in place: the
+        parameter objects, and so any optimizer holding them, stay the same. ValueError for
+        tensors that do not match the adapter."""
+        from peft import set_peft_model_state_dict
+
+        self._check_adapter(name)
+        state = {k: v.to(self.device) for k, v in state.items()}
+        before = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
+        result = set_peft_model_state_dict(self.model, state, adapter_name=name)
+        missing = [k for k in result.missing_keys if f".{name}." in k]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"weights given for adapter {name!r} do not match it: missing {missing[:3]}, "
+                f"unexpected {list(result.unexpected_keys)[:3]}"
+            )
+        after = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
+        if before != after:  # an optimizer holding the old tensors would silently detach
+            raise RuntimeError(
+                "PEFT replaced the adapter's parameters instead of copying into them"
+            )
+        self._refresh_lora_params()
 
     def check_adapter_fits(self, directory: str | Path) -> None:
         """ValueError when the saved adapter in ``directory`` does not fit this base model: a
@@ -474,7 +501,7 @@ class ModelPool:
         so any optimizer holding them, stay the same), or add it if the pool has no such one.
         ValueError, with the model untouched, for an adapter that does not fit the base
         (:meth:`check_adapter_fits`)."""
-        from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+        from peft import PeftConfig, PeftModel
         from safetensors.torch import load_file
 
         src = Path(directory)
@@ -493,19 +520,11 @@ class ModelPool:
                         f"of this pool has {getattr(mine, key)!r}"
                     )
             state = load_file(str(src / ADAPTER_WEIGHTS), device=str(self.device))
-            before = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
-            result = set_peft_model_state_dict(self.model, state, adapter_name=name)
-            missing = [k for k in result.missing_keys if f".{name}." in k]
-            if missing or result.unexpected_keys:
-                raise ValueError(
-                    f"adapter in {src} does not match adapter {name!r}: missing {missing[:3]}, "
-                    f"unexpected {list(result.unexpected_keys)[:3]}"
-                )
-            after = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
-            if before != after:  # an optimizer holding the old tensors would silently detach
-                raise RuntimeError(
-                    "PEFT replaced the adapter's parameters instead of copying into them"
-                )
+            try:
+                self.set_adapter_state(name, state)
+            except ValueError as exc:
+                raise ValueError(f"adapter in {src}: {exc}") from None
+            return
         else:
             self._check_new_name(name)
             with _quiet_peft():

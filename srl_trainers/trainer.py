@@ -41,7 +41,7 @@ import torch
 
 import srl_envs
 from srl_envs.staged import StagedEnv
-from srl_trainers.algorithms import ValueHead, grpo_loss, ppo_loss
+from srl_trainers.algorithms import ValueHead
 from srl_trainers.checkpoint import (
     RNG_FILE,
     CheckpointManager,
@@ -58,7 +58,6 @@ from srl_trainers.config import (
     ConfigError,
     MultiModelConfig,
     TrainingMode,
-    WeightUpdateStrategy,
 )
 from srl_trainers.credit import (
     compute_returns,
@@ -67,10 +66,11 @@ from srl_trainers.credit import (
     ppo_advantages,
 )
 from srl_trainers.league import Ratings, SnapshotLeague
-from srl_trainers.models import ModelPool, SequenceOutput
+from srl_trainers.learner import Learner
+from srl_trainers.models import ModelPool
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import Policy, SnapshotPolicy
-from srl_trainers.population import Population, build_pool, response_prefix_of
+from srl_trainers.population import Population, response_prefix_of
 from srl_trainers.rollout import (
     EVAL_SEED_OFFSET,
     Rollout,
@@ -78,7 +78,6 @@ from srl_trainers.rollout import (
     TrainingEnvironment,
     Turn,
 )
-from srl_trainers.strategies import make_strategy
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -217,8 +216,6 @@ class MultiModelTrainer:
             response_prefix=self.response_prefix,
         )
         self._buffers: dict[str, list[Turn]] = {s: [] for s in self.slots}
-        # each adapter's entropy bonus coefficient (adapted when cfg.entropy_target is set)
-        self._entropy_coef: dict[str, float] = dict.fromkeys(self.slots, cfg.entropy_coef)
         self._history = {p: deque(maxlen=cfg.reward_window) for p in self.policies}
         self._totals = {
             p: {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
@@ -245,49 +242,40 @@ class MultiModelTrainer:
         self._print_mapping()
 
     def _build_learners(self) -> None:
+        """One :class:`~srl_trainers.learner.Learner` per policy group (the slots of one base
+        model); its pool is also the group's generation engine here (or feeds the vLLM
+        backend's copy of the adapters)."""
         cfg = self.config
-        self.pools: dict[str, ModelPool] = {}
+        self.learners: dict[str, Learner] = {}
         self.backends: dict[str, Any] = {}  # checkpoint -> vLLM backend (generation_backend="vllm")
         self._adapter_push_dir = Path(cfg.checkpoint_dir) / ".vllm_adapters"
-        self.strategies = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.value_heads: dict[str, ValueHead] = {}
-        self.pool_of: dict[str, ModelPool] = {}
         for checkpoint, slots in self.groups.items():
-            strategy = make_strategy(cfg, slots)
-            self.strategies[checkpoint] = strategy
-            pool = build_pool(
-                cfg,
-                checkpoint,
-                slots,
-                init_seed=lambda i, s=strategy: s.lora_init_seed(i, cfg.seed),
-            )
-            self.pools[checkpoint] = pool
-            for slot in slots:
-                self.pool_of[slot] = pool
+            learner = Learner(cfg, checkpoint, slots)
+            self.learners[checkpoint] = learner
             if cfg.generation_backend == "vllm":
                 from srl_trainers.vllm_backend import VLLMGenerationBackend
 
-                self.backends[checkpoint] = VLLMGenerationBackend.from_pool(pool)
-                self.backends[checkpoint].push_from_pool(
-                    pool, slots, self._adapter_push_dir / Path(checkpoint).name
-                )
-            for slot in slots:
-                params = strategy.trainable_parameters(pool.model, slot)
-                trainable = {id(p) for p in params}
-                pool.freeze([p for p in pool.trainable_parameters(slot) if id(p) not in trainable])
-                if cfg.algorithm == "ppo":
-                    torch.manual_seed(cfg.seed + 7919)
-                    head = ValueHead(pool.hidden_size).to(pool.device)
-                    self.value_heads[slot] = head
-                    params = [*params, *head.parameters()]
-                self.optimizers[slot] = torch.optim.AdamW(params, lr=cfg.learning_rate)
+                self.backends[checkpoint] = VLLMGenerationBackend.from_pool(learner.pool)
+                self._push_weights(checkpoint, slots)
+        # views of the learners' parts, by base model and by slot
+        self.pools: dict[str, ModelPool] = {k: x.pool for k, x in self.learners.items()}
+        self.strategies = {k: x.strategy for k, x in self.learners.items()}
+        self.pool_of: dict[str, ModelPool] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.value_heads: dict[str, ValueHead] = {}
+        for learner in self.learners.values():
+            for slot in learner.slots:
+                self.pool_of[slot] = learner.pool
+            self.optimizers.update(learner.optimizers)
+            self.value_heads.update(learner.value_heads)
 
-    @property
-    def _uses_numbers(self) -> bool:
-        """Whether updates look at the distribution over number tokens (the number entropy
-        bonus or the number KL)."""
-        return self.config.entropy_scope == "numbers" or self.config.number_kl_coef > 0
+    def _push_weights(self, checkpoint: str, slots: list[str]) -> None:
+        """After an update: the engines that serve copies of the adapters (vLLM) get the new
+        weights of ``slots``; the HF pool generates with the trained weights themselves."""
+        if checkpoint in self.backends:
+            self.backends[checkpoint].push_from_pool(
+                self.pools[checkpoint], slots, self._adapter_push_dir / Path(checkpoint).name
+            )
 
     def _print_mapping(self) -> None:
         lines = [
@@ -470,47 +458,20 @@ class MultiModelTrainer:
 
     # ================================================================= loss and updates
     def _update_policies(self, episode: int) -> dict[str, float]:
+        """Every learner updates the slots its strategy picks on their buffered turns; the
+        slots whose weights changed go to the engines."""
         metrics: dict[str, float] = {}
-        for checkpoint, slots in self.groups.items():
-            strategy = self.strategies[checkpoint]
-            pool = self.pools[checkpoint]
-            stepping = strategy.select(episode, self._recent_rewards(slots))
-            if not stepping:
-                continue
-            batches = self._prepare_batches(pool, stepping)
-            for _ in range(self.config.num_iterations):
-                for slot, slot_metrics in self._backward_slots(pool, batches).items():
-                    for k, v in slot_metrics.items():
-                        metrics[f"model/{slot}/{k}"] = v
-                strategy.before_optimizer_step(pool.model, stepping)
-                for slot in stepping:
-                    params = [
-                        p for group in self.optimizers[slot].param_groups for p in group["params"]
-                    ]
-                    if self.config.max_grad_norm > 0:
-                        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-                        metrics[f"model/{slot}/grad_norm"] = float(norm)
-                    self.optimizers[slot].step()
-                    self.optimizers[slot].zero_grad(set_to_none=True)
-            strategy.after_optimizer_step(pool.model, stepping, self._recent_rewards(slots))
-            scope = _SCOPE_METRIC[self.config.entropy_scope]
-            for slot in stepping:
-                metrics[f"model/{slot}/entropy_coef"] = self._entropy_coef[slot]
-                self._adapt_entropy_coef(slot, metrics.get(f"model/{slot}/{scope}"))
-            if (
-                checkpoint in self.backends
-            ):  # vLLM serves copies of the adapters: push the new weights
-                changed = (
-                    slots
-                    if self.config.weight_update_strategy is WeightUpdateStrategy.FEDERATED
-                    else stepping
-                )
-                self.backends[checkpoint].push_from_pool(
-                    pool, changed, self._adapter_push_dir / Path(checkpoint).name
-                )
-            for slot in stepping:
+        for checkpoint, learner in self.learners.items():
+            slots = self.groups[checkpoint]
+            done = learner.update(
+                {s: self._buffers[s] for s in slots}, episode, self._recent_rewards(slots)
+            )
+            metrics.update(done.metrics)
+            if done.changed:
+                self._push_weights(checkpoint, done.changed)
+            for slot in done.stepped:
                 self._buffers[slot] = []
-            for k, v in strategy.metrics().items():
+            for k, v in done.strategy_metrics.items():
                 metrics[k if len(self.groups) == 1 else f"{k}/{Path(checkpoint).name}"] = v
         # bound the buffers of slots that did not step to their newest update's worth
         slot_ids = self.config.slot_ids()  # API slots are not in self.slots
@@ -522,280 +483,28 @@ class MultiModelTrainer:
                 self._buffers[slot] = self._buffers[slot][-cap:]
         return metrics
 
-    def _adapt_entropy_coef(self, slot: str, entropy: float | None) -> None:
-        """Adaptive entropy control: the coefficient of the next update steps up while the
-        adapter's entropy is below ``entropy_target`` and down while above it (unchanged by
-        an update that had no tokens in scope)."""
-        cfg = self.config
-        if cfg.entropy_target is None or entropy is None:
-            return
-        step = cfg.entropy_coef_step if entropy < cfg.entropy_target else -cfg.entropy_coef_step
-        self._entropy_coef[slot] = min(
-            max(self._entropy_coef[slot] + step, 0.0), cfg.entropy_coef_max
-        )
+    @property
+    def _entropy_coef(self) -> dict[str, float]:
+        """Each slot's entropy bonus coefficient (its learner's; a copy)."""
+        return {s: c for x in self.learners.values() for s, c in x.entropy_coef.items()}
 
+    # the update's parts, by slot (tests and benchmarks look inside an update through these)
     def _prepare_batch(self, slot: str) -> dict[str, Any]:
-        """:meth:`_prepare_batches` of one slot."""
         return self._prepare_batches(self.pool_of[slot], [slot])[slot]
 
     def _backward(self, slot: str, batch: dict[str, Any]) -> dict[str, float]:
-        """:meth:`_backward_slots` of one slot."""
         return self._backward_slots(self.pool_of[slot], {slot: batch})[slot]
 
-    @staticmethod
-    def _micro_batches(sizes: dict[str, int], mixed: bool) -> list[list[tuple[str, slice]]]:
-        """The forward calls over the batches of several slots of one pool: lists of (slot, rows
-        of its batch). Each slot's batch is cut into micro-batches of ``_MICRO_BATCH`` rows; with
-        ``mixed`` (adapters per row allowed, see ``ModelPool.rows_can_mix``) the i-th
-        micro-batches of all slots go in one call, which amortises the per-call cost of the
-        model's many small ops (the preset: 4 slots' 8 rows, one call instead of four)."""
-        cuts = {
-            s: [slice(lo, lo + _MICRO_BATCH) for lo in range(0, n, _MICRO_BATCH)]
-            for s, n in sizes.items()
-        }
-        if not mixed:
-            return [[(s, sl)] for s, slices in cuts.items() for sl in slices]
-        deepest = max((len(v) for v in cuts.values()), default=0)
-        return [[(s, v[i]) for s, v in cuts.items() if i < len(v)] for i in range(deepest)]
-
-    @staticmethod
-    def _call_rows(
-        call: list[tuple[str, slice]], batches: dict[str, dict[str, Any]], adapter_of
-    ) -> tuple[list, list, list, list[slice]]:
-        """One forward call's rows: (adapters, prompts, completions), and the rows of the
-        call's output that belong to each (slot, rows) part of ``call``."""
-        adapters, prompts, completions, parts = [], [], [], []
-        for slot, sl in call:
-            rows = batches[slot]["prompts"][sl]
-            parts.append(slice(len(prompts), len(prompts) + len(rows)))
-            adapters += [adapter_of[slot]] * len(rows)
-            prompts += rows
-            completions += batches[slot]["completions"][sl]
-        return adapters, prompts, completions, parts
-
-    def _scored(
-        self,
-        pool: ModelPool,
-        batches: dict[str, dict[str, Any]],
-        adapter_of: dict[str, str | None],
-        *,
-        hidden: bool = False,
-        vocab=None,
-    ) -> dict[str, dict[str, torch.Tensor]]:
-        """No-grad outputs of every slot's batch, each under ``adapter_of[slot]``, padded to the
-        slot's widest completion: ``logprobs``, with ``hidden`` the last-prompt hidden states,
-        with ``vocab`` the ``vocab_logprobs``."""
-        mixed = len(set(adapter_of.values())) == 1 or pool.rows_can_mix
-        parts: dict[str, dict[str, list[torch.Tensor]]] = {s: defaultdict(list) for s in batches}
-        sizes = {s: len(b["samples"]) for s, b in batches.items()}
-        for call in self._micro_batches(sizes, mixed):
-            adapters, prompts, completions, parts_rows = self._call_rows(call, batches, adapter_of)
-            out = pool.sequence_logprobs(
-                adapters,
-                prompts,
-                completions,
-                temperature=self.config.temperature,
-                requires_grad=False,
-                return_hidden=hidden,
-                entropy_vocab=vocab,
-            )
-            for (slot, _), rows in zip(call, parts_rows):
-                width = max(len(c) for c in batches[slot]["completions"])
-                lp = out.logprobs[rows, :width].float()
-                parts[slot]["logprobs"].append(
-                    torch.nn.functional.pad(lp, (0, width - lp.shape[1]))
-                )
-                if hidden:
-                    parts[slot]["hidden"].append(out.hidden[rows].float())
-                if vocab is not None:
-                    vl = out.vocab_logprobs[rows, :width].float()
-                    parts[slot]["vocab_logprobs"].append(
-                        torch.nn.functional.pad(vl, (0, 0, 0, width - vl.shape[1]))
-                    )
-        return {s: {k: torch.cat(v) for k, v in d.items()} for s, d in parts.items()}
-
     def _prepare_batches(self, pool: ModelPool, slots: list[str]) -> dict[str, dict[str, Any]]:
-        """Per slot of ``pool``, the tensors that stay fixed over the iterations: advantages,
-        reference and old log-probs (scored for all the slots together, see
-        :meth:`_micro_batches`)."""
-        cfg = self.config
-        batches: dict[str, dict[str, Any]] = {}
-        for slot in slots:
-            samples = self._buffers[slot]
-            batches[slot] = {
-                "samples": samples,
-                "prompts": [t.prompt_ids for t in samples],
-                "completions": [t.completion_ids for t in samples],
-            }
-        own = {slot: slot for slot in slots}
-        if cfg.beta > 0 or cfg.number_kl_coef > 0:
-            ref = self._scored(
-                pool,
-                batches,
-                dict.fromkeys(slots),
-                vocab=pool.number_token_ids if cfg.number_kl_coef > 0 else None,
-            )
-            for slot in slots:
-                batches[slot]["ref"] = ref[slot]["logprobs"]
-                if "vocab_logprobs" in ref[slot]:
-                    batches[slot]["ref_numbers"] = ref[slot]["vocab_logprobs"]
-        if cfg.algorithm == "grpo":
-            old = self._scored(pool, batches, own) if cfg.num_iterations > 1 else {}
-            for slot in slots:
-                batches[slot]["advantages"] = self._grpo_advantages(batches[slot]["samples"])
-                if slot in old:
-                    batches[slot]["old"] = old[slot]["logprobs"]
-        else:
-            old = self._scored(pool, batches, own, hidden=True)
-            for slot in slots:
-                batch = batches[slot]
-                with torch.no_grad():
-                    values = self.value_heads[slot](old[slot]["hidden"])
-                batch["old"], batch["old_values"] = old[slot]["logprobs"], values
-                batch["advantages"], batch["returns"] = self._ppo_advantages(
-                    batch["samples"], values
-                )
-        return batches
+        return self._learner_of_pool(pool).prepare_batches(self._buffers, slots)
 
     def _backward_slots(
         self, pool: ModelPool, batches: dict[str, dict[str, Any]]
     ) -> dict[str, dict[str, float]]:
-        """Every slot's loss on its batch, backpropagated in micro-batches (weights keep the
-        loss normalisation of each slot's full batch); the slots' losses of one micro-batch
-        call go backward together (their adapters' parameters are disjoint). Returns the
-        metrics per slot."""
-        cfg = self.config
-        numbers = pool.number_token_ids if self._uses_numbers else None
-        sums: dict[str, dict[str, float]] = {s: defaultdict(float) for s in batches}
-        counts: dict[str, dict[str, float]] = {s: defaultdict(float) for s in batches}
-        sizes = {s: len(b["samples"]) for s, b in batches.items()}
-        totals = {s: sum(len(c) for c in b["completions"]) for s, b in batches.items()}
-        own = {slot: slot for slot in batches}
-        for call in self._micro_batches(sizes, pool.rows_can_mix):
-            adapters, prompts, completions, parts_rows = self._call_rows(call, batches, own)
-            out = pool.sequence_logprobs(
-                adapters,
-                prompts,
-                completions,
-                temperature=cfg.temperature,
-                requires_grad=True,
-                # the loss has the entropy of the whole completion or of the action only in
-                # those scopes; otherwise it is logged
-                return_entropy=True if cfg.entropy_scope in ("completion", "action") else "no_grad",
-                entropy_vocab=numbers,
-                return_hidden=cfg.algorithm == "ppo",
-            )
-            loss = 0.0
-            for (slot, sl), rows in zip(call, parts_rows):
-                part = _rows_of(out, rows, batches[slot]["completions"][sl])
-                loss = loss + self._part_loss(
-                    slot,
-                    batches[slot],
-                    sl,
-                    part,
-                    numbers,
-                    sums[slot],
-                    counts[slot],
-                    sizes[slot],
-                    totals[slot],
-                )
-            loss.backward()
-        metrics = {}
-        for slot, batch in batches.items():
-            m = sums[slot]
-            # the means over every action (number) token of the batch; absent when there was none
-            for key in ("action_entropy", "number_entropy", "number_kl"):
-                if counts[slot][key]:
-                    m[key] /= counts[slot][key]
-                else:
-                    m.pop(key, None)
-            m["samples"] = sizes[slot]
-            m["mean_advantage"] = float(batch["advantages"].mean())
-            metrics[slot] = dict(m)
-        return metrics
+        return self._learner_of_pool(pool).backward_slots(batches)
 
-    def _part_loss(
-        self, slot, batch, sl, out, numbers, sums, counts, n: int, total_tokens: int
-    ) -> torch.Tensor:
-        """The loss of ``slot`` on rows ``sl`` of its batch (``out``: their forward), weighted
-        for the batch's normalisation; adds the part's metrics to ``sums`` / ``counts``."""
-        cfg = self.config
-        completions = batch["completions"][sl]
-        number_set = frozenset(numbers or ())
-        width = out.logprobs.shape[1]
-        logps = out.logprobs.float()
-        mask = out.mask.float()
-        device = logps.device  # advantages and returns are built on the CPU
-        ref = batch["ref"][sl, :width] if "ref" in batch else None
-        old = batch["old"][sl, :width] if "old" in batch else None
-        if cfg.algorithm == "grpo":
-            loss, m = grpo_loss(
-                logps,
-                old,
-                ref,
-                batch["advantages"][sl].to(device),
-                mask,
-                beta=cfg.beta,
-                epsilon_low=cfg.epsilon,
-                epsilon_high=cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon,
-                loss_type=cfg.loss_type,
-                max_completion_length=cfg.max_new_tokens,
-            )
-        else:
-            values = self.value_heads[slot](out.hidden.float())
-            loss, m = ppo_loss(
-                logps,
-                old,
-                batch["advantages"][sl].to(device),
-                mask,
-                values,
-                batch["old_values"][sl].to(device),
-                batch["returns"][sl].to(device),
-                clip_range=cfg.epsilon,
-                value_clip=cfg.value_clip,
-                vf_coef=cfg.vf_coef,
-                ref_per_token_logps=ref,
-                beta=cfg.beta,
-            )
-        token_entropy = out.entropy.float()
-        entropy = (token_entropy * mask).sum() / mask.sum().clamp(min=1)
-        action_mask = _action_mask(batch["samples"][sl], width).to(device) * mask
-        action_sum = (token_entropy * action_mask).sum()
-        scopes = {"completion": entropy, "action": action_sum / action_mask.sum().clamp(min=1)}
-        sums["action_entropy"] += float(action_sum.detach())
-        counts["action_entropy"] += float(action_mask.sum())
-        if numbers is not None:
-            number_mask = _action_mask(batch["samples"][sl], width, number_set).to(device) * mask
-            n_numbers = number_mask.sum()
-            numbers_counted = float(n_numbers)  # one device sync for both logs
-            number_sum = (out.vocab_entropy.float() * number_mask).sum()
-            scopes["numbers"] = number_sum / n_numbers.clamp(min=1)
-            sums["number_entropy"] += float(number_sum.detach())
-            counts["number_entropy"] += numbers_counted
-            if cfg.number_kl_coef > 0:
-                # KL(base || policy) over the number tokens, at the action's digits
-                ref_lp = batch["ref_numbers"][sl, :width].to(device)
-                kl = (ref_lp.exp() * (ref_lp - out.vocab_logprobs.float())).sum(-1)
-                kl_sum = (kl * number_mask).sum()
-                loss = loss + cfg.number_kl_coef * kl_sum / n_numbers.clamp(min=1)
-                sums["number_kl"] += float(kl_sum.detach())
-                counts["number_kl"] += numbers_counted
-        scoped = scopes[cfg.entropy_scope]
-        coef = self._entropy_coef[slot]
-        if coef and (cfg.entropy_target is None or float(scoped.detach()) < cfg.entropy_target):
-            loss = loss - coef * scoped
-        token_share = float(mask.sum()) / max(total_tokens, 1)
-        seq_share = len(completions) / n
-        weight = (
-            token_share
-            if cfg.algorithm == "grpo" and cfg.loss_type in ("dapo", "bnpo")
-            else seq_share
-        )
-        sums["loss"] += float(loss.detach()) * weight
-        for k, v in m.items():
-            sums[k] += float(v) * seq_share
-        sums["entropy"] += float(entropy.detach()) * seq_share
-        return loss * weight
+    def _learner_of_pool(self, pool: ModelPool) -> Learner:
+        return next(x for x in self.learners.values() if x.pool is pool)
 
     # ================================================================= stats and metrics
     def _recent_rewards(self, slots: list[str]) -> dict[str, float]:
@@ -965,7 +674,7 @@ class MultiModelTrainer:
     def _update_count(self, pid: str) -> int:
         for checkpoint, slots in self.groups.items():
             if pid in slots:
-                return int(self.strategies[checkpoint].update_counts[pid])
+                return int(self.learners[checkpoint].update_counts()[pid])
         return 0
 
     def _progress_summary(self) -> dict[str, Any]:
@@ -1065,21 +774,30 @@ class MultiModelTrainer:
         cid = checkpoint_id_for(self.current_episode)
 
         def write(directory: Path) -> None:
-            for slot in self.slots:
-                self.pool_of[slot].save_adapter(slot, directory / "adapters" / slot)
-            for pid, policy in self.policies.items():
-                if isinstance(policy, SnapshotPolicy):
-                    self.pools[policy.checkpoint].save_adapter(pid, directory / "snapshots" / pid)
+            # gathered from the learners (in Ray mode, actors that may live on other nodes)
+            snapshots = {
+                pid: p.checkpoint
+                for pid, p in self.policies.items()
+                if isinstance(p, SnapshotPolicy)
+            }
+            learner_states = {}
+            for checkpoint, learner in self.learners.items():
+                mine = [pid for pid, c in snapshots.items() if c == checkpoint]
+                files = learner.adapter_files([*learner.slots, *mine])
+                for name, content in files.items():
+                    where = directory / ("snapshots" if name in snapshots else "adapters") / name
+                    where.mkdir(parents=True)
+                    for fname, data in content.items():
+                        (where / fname).write_bytes(data)
+                learner_states[checkpoint] = learner.state_dict()
             torch.save(
-                {s: o.state_dict() for s, o in self.optimizers.items()},
+                {s: o for st in learner_states.values() for s, o in st["optimizers"].items()},
                 directory / OPTIMIZERS_FILE,
             )
-            if self.value_heads:
-                torch.save(
-                    {s: h.state_dict() for s, h in self.value_heads.items()},
-                    directory / VALUE_HEADS_FILE,
-                )
-            state = self.training_state()
+            heads = {s: h for st in learner_states.values() for s, h in st["value_heads"].items()}
+            if heads:
+                torch.save(heads, directory / VALUE_HEADS_FILE)
+            state = self.training_state(learner_states)
             if cid not in state["checkpoints_saved"]:  # a resumed run counts this one too
                 state["checkpoints_saved"].append(cid)
             write_state(state, directory / TRAINER_STATE_FILE)
@@ -1099,16 +817,18 @@ class MultiModelTrainer:
             self.checkpoints_saved.append(cid)
         return cid
 
-    def training_state(self) -> dict[str, Any]:
+    def training_state(self, learner_states: dict[str, Any] | None = None) -> dict[str, Any]:
         """The plain state of the run besides weights, optimizers and RNG (JSON data, what a
         checkpoint's ``trainer_state.json`` holds): counters, strategy and mode state,
         reward history, sample buffers, entropy coefficients, curricula, monitor position,
         API counters. :meth:`load_training_state` puts it back exactly."""
         self.setup()
+        if learner_states is None:
+            learner_states = {k: x.state_dict() for k, x in self.learners.items()}
         return {
             "current_episode": self.current_episode,
             "training_time": self.training_time,
-            "strategies": {Path(k).name: s.state_dict() for k, s in self.strategies.items()},
+            "strategies": {Path(k).name: st["strategy"] for k, st in learner_states.items()},
             "modes": self.modes.state_dict(),
             "history": {k: list(v) for k, v in self._history.items()},
             "totals": self._totals,
@@ -1116,7 +836,9 @@ class MultiModelTrainer:
                 slot: [dataclasses.asdict(turn) for turn in turns]
                 for slot, turns in self._buffers.items()
             },
-            "entropy_coef": self._entropy_coef,
+            "entropy_coef": {
+                s: c for st in learner_states.values() for s, c in st["entropy_coef"].items()
+            },
             "curricula": [env.state_dict() for env in self.envs if env.curriculum is not None],
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "checkpoints_saved": list(self.checkpoints_saved),
@@ -1137,8 +859,13 @@ class MultiModelTrainer:
         self.setup()
         self.current_episode = state["current_episode"]
         self.training_time = state["training_time"]
-        for k, s in self.strategies.items():
-            s.load_state_dict(state["strategies"][Path(k).name])
+        for k, learner in self.learners.items():
+            learner.load_state_dict(
+                {
+                    "strategy": state["strategies"][Path(k).name],
+                    "entropy_coef": state["entropy_coef"],
+                }
+            )
         self.modes.load_state_dict(state["modes"])
         self._history = {
             k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()
@@ -1147,7 +874,6 @@ class MultiModelTrainer:
         self._buffers = {
             slot: [Turn.from_dict(t) for t in turns] for slot, turns in state["buffers"].items()
         }
-        self._entropy_coef.update(state["entropy_coef"])
         curricula = [env for env in self.envs if env.curriculum is not None]
         for env, sd in zip(curricula, state["curricula"]):
             env.load_state_dict(sd)
@@ -1183,11 +909,13 @@ class MultiModelTrainer:
             )
         # Read every file before changing anything: a bad one leaves the trainer as it was.
         optim = load_tensors(path / OPTIMIZERS_FILE)
-        heads = load_tensors(path / VALUE_HEADS_FILE) if self.value_heads else {}
+        heads = load_tensors(path / VALUE_HEADS_FILE) if self.config.algorithm == "ppo" else {}
         state = read_state(path / TRAINER_STATE_FILE)
         rng = load_tensors(path / RNG_FILE)
-        for slot in self.slots:
-            self.pool_of[slot].load_adapter(slot, path / "adapters" / slot)
+        for learner in self.learners.values():
+            learner.load_adapter_files(
+                {slot: _files_of(path / "adapters" / slot) for slot in learner.slots}
+            )
         if self.league is not None and state.get("league"):  # the snapshots, frozen again
             for snap in state["league"]["snapshots"]:
                 for slot, pid in snap["policies"].items():
@@ -1196,16 +924,14 @@ class MultiModelTrainer:
                         pool.load_adapter(pid, path / "snapshots" / pid)
                         pool.freeze(pool.trainable_parameters(pid))
                         self._add_snapshot_policy(pid, self.policies[slot], snap["episode"])
-        for checkpoint, backend in self.backends.items():
-            backend.push_from_pool(
-                self.pools[checkpoint],
-                self.groups[checkpoint],
-                self._adapter_push_dir / Path(checkpoint).name,
+        for checkpoint, learner in self.learners.items():
+            self._push_weights(checkpoint, learner.slots)
+            learner.load_state_dict(
+                {
+                    "optimizers": {s: optim[s] for s in learner.slots},
+                    "value_heads": {s: heads[s] for s in learner.slots if s in heads},
+                }
             )
-        for slot, opt in self.optimizers.items():
-            opt.load_state_dict(optim[slot])
-        for slot, head in self.value_heads.items():
-            head.load_state_dict(heads[slot])
         self.load_training_state(state)
         restore_rng_state(rng)
         self.resumed_from = path.name
@@ -1232,28 +958,12 @@ class MultiModelTrainer:
         self._built = False
 
 
-# Sequences per forward/backward micro-batch (bounds activation memory on a laptop).
-_MICRO_BATCH = 8
-# the logged metric that the adaptive entropy target follows, per entropy_scope
-_SCOPE_METRIC = {"completion": "entropy", "action": "action_entropy", "numbers": "number_entropy"}
-
-
-def _rows_of(out: SequenceOutput, rows: slice, completions: list[list[int]]) -> SequenceOutput:
-    """Rows ``rows`` of a forward's output, cut to the width of their own longest completion
-    (what a forward of those rows alone returns)."""
-    width = max(1, max(len(c) for c in completions))
-
-    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[rows, :width]
-
-    return SequenceOutput(
-        logprobs=cut(out.logprobs),
-        mask=cut(out.mask),
-        entropy=cut(out.entropy),
-        vocab_entropy=cut(out.vocab_entropy),
-        vocab_logprobs=cut(out.vocab_logprobs),
-        hidden=None if out.hidden is None else out.hidden[rows],
-    )
+def _files_of(directory: Path) -> dict[str, bytes]:
+    """The files of a saved adapter directory, by name (what ``Learner.load_adapter_files``
+    takes); FileNotFoundError naming the directory when it holds none."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} holds no adapter")
+    return {f.name: f.read_bytes() for f in directory.iterdir() if f.is_file()}
 
 
 def _check_writable_dir(name: str, path: str) -> None:
@@ -1278,24 +988,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _action_mask(
-    samples: list[Turn], width: int, only: frozenset[int] | None = None
-) -> torch.Tensor:
-    """[B, width] float mask, 1 on each sample's ``action_tokens`` (completions right-padded);
-    with ``only``, on those of them whose token id is in ``only``."""
-    mask = torch.zeros(len(samples), width)
-    for i, turn in enumerate(samples):
-        if turn.action_tokens is None:
-            continue
-        a, b = turn.action_tokens
-        if only is None:
-            mask[i, a:b] = 1.0
-        else:
-            for t in range(a, b):
-                mask[i, t] = float(turn.completion_ids[t] in only)
-    return mask
 
 
 def _wins(raw: dict[str, float], teams: dict[str, str] | None) -> dict[str, bool]:
