@@ -204,6 +204,46 @@ class MultiModelConfig:
         "every row runs its whole prompt.",
         default=True,
     )
+    distributed_backend: Literal["local", "ray"] = _help(
+        "local: the whole run in this process (imports no Ray). ray: one learner actor per base "
+        "model, generation-engine actors and num_rollout_workers rollout-worker actors on a "
+        "Ray cluster (pip install 'srl[ray]'; srl_trainers.distributed; README 'Scale out').",
+        default="local",
+    )
+    ray_address: str | None = _help(
+        "Ray mode: the cluster. None starts a local Ray on this machine; 'auto' joins the "
+        "cluster running here (ray start --head); 'host:port' joins that head node.",
+        default=None,
+        pattern=(
+            r"auto|[\w.\-]+:\d+|ray://[\w.\-]+:\d+",
+            "'auto', 'host:port' or 'ray://host:port'",
+        ),
+    )
+    num_rollout_workers: int = _help(
+        "Ray mode: rollout-worker actors; each plays its share of the env copies (whole GRPO "
+        "groups) with its own scripted bots and API clients and calls the engines.",
+        default=1,
+        ge=1,
+        le=256,
+    )
+    gpus_per_learner: float = _help(
+        "Ray mode: GPUs each learner actor (one per base model) asks for: a fraction shares a "
+        "GPU (0.5: two groups per GPU, the Core SRL guide's 8 models on 4 GPUs), or a whole "
+        "number; 0 on CPU.",
+        default=0.0,
+        ge=0.0,
+    )
+    gpus_per_engine: float = _help(
+        "Ray mode: GPUs each generation-engine actor (one per base model) asks for, as "
+        "gpus_per_learner; unused with colocate_engines.",
+        default=0.0,
+        ge=0.0,
+    )
+    colocate_engines: bool = _help(
+        "Ray mode: the learner actor generates with its own model (one copy of the weights, "
+        "nothing to push after an update) instead of a separate engine actor per base model.",
+        default=False,
+    )
     enable_verl: bool = _help(
         "VERL integration (not built: True raises an error).",
         default=False,
@@ -542,6 +582,8 @@ class MultiModelConfig:
 
     def _check_combinations(self) -> None:
         """The rules that tie several fields together."""
+        if self.distributed_backend == "ray":
+            self._check_ray()
         for t in self.model_types:
             if t not in self.resolved_model_names():
                 _fail(
@@ -638,6 +680,37 @@ class MultiModelConfig:
                     f"{target!r}",
                 )
 
+    def _check_ray(self) -> None:
+        """What Ray mode runs today (``srl_trainers.distributed``)."""
+        for name in ("gpus_per_learner", "gpus_per_engine"):
+            value = getattr(self, name)
+            if value > 1 and value != int(value):
+                _fail(name, value, "a fraction of one GPU (e.g. 0.5) or a whole number of GPUs")
+        if self.opponent_sampling != "fixed":
+            _fail(
+                "opponent_sampling",
+                self.opponent_sampling,
+                "'fixed' with distributed_backend='ray' (snapshot self-play runs in local mode: "
+                "distributed_backend='local')",
+            )
+        if self.generation_backend != "hf":
+            _fail(
+                "generation_backend",
+                self.generation_backend,
+                "'hf' with distributed_backend='ray' (Ray's engine actors run the HF ModelPool; "
+                "the colocated vLLM backend runs in local mode)",
+            )
+        import srl_envs
+
+        if srl_envs.spec(self.env).name == "staged":
+            _fail(
+                "env",
+                self.env,
+                "a game without a curriculum with distributed_backend='ray' (the staged "
+                "curriculum lives in the env copies, which Ray mode spreads over workers): "
+                "train it with distributed_backend='local'",
+            )
+
     def _check_machine(self) -> None:
         """Hardware and packages the config needs: fail here, not after the models load."""
         if self.device == "cuda":
@@ -650,6 +723,13 @@ class MultiModelConfig:
                     "'cpu' or 'auto' on this machine: torch finds no CUDA GPU"
                     + (" (this torch is built without CUDA)" if torch.version.cuda is None else ""),
                 )
+        if self.distributed_backend == "ray" and not _importable("ray"):
+            _fail(
+                "distributed_backend",
+                self.distributed_backend,
+                "'local' on this machine: Ray mode needs Ray, which is not installed "
+                "(pip install 'srl[ray]')",
+            )
         if self.generation_backend == "vllm" and not _importable("vllm"):
             from srl_trainers.vllm_backend import VLLM_INSTALL_HINT
 

@@ -34,10 +34,12 @@ from srl_trainers.prefix import PrefixPlan, plan_prefixes
 
 __all__ = [
     "EMBEDDED_ALIASES",
+    "ChatPrompts",
     "Generation",
     "ModelPool",
     "ModelUnavailableError",
     "SequenceOutput",
+    "load_tokenizer",
     "resolve_checkpoint",
 ]
 
@@ -253,7 +255,84 @@ class _Cancel:
 
 
 # ---------------------------------------------------------------------- the pool
-class ModelPool:
+def load_tokenizer(path: str | Path) -> Any:
+    """The tokenizer of a checkpoint directory as the pool uses it: left padding, a pad token,
+    ChatML when the checkpoint has no chat template."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), padding_side="left")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if not tok.chat_template:
+        logger.warning("%s has no chat template; using ChatML", path)
+        tok.chat_template = _CHATML
+    return tok
+
+
+class ChatPrompts:
+    """Prompt ids from observations with a checkpoint's chat template (``tokenizer``), cut to
+    ``kv_cache_size``: what every generation engine of that checkpoint shares, so a rollout
+    worker that only holds the tokenizer formats exactly what the engine would."""
+
+    tokenizer: Any
+    kv_cache_size: int
+
+    @classmethod
+    def of(cls, checkpoint: str, *, kv_cache_size: int) -> ChatPrompts:
+        """The prompts of ``checkpoint`` (a model name or directory) with no model loaded."""
+        prompts = cls()
+        prompts.checkpoint = checkpoint
+        prompts.tokenizer = load_tokenizer(resolve_checkpoint(checkpoint))
+        prompts.kv_cache_size = kv_cache_size
+        return prompts
+
+    def format_prompts(
+        self, observations: list[str], system_prompt: str | None, *, max_new_tokens: int = 0
+    ) -> list[list[int]]:
+        """Chat-template token ids (system + user message, generation prompt) per observation.
+
+        A prompt longer than ``kv_cache_size - max_new_tokens`` tokens loses the start of its
+        user content (the oldest history), never the template around it: the system message,
+        the turn markers and the generation prompt stay intact.
+        """
+        budget = self.kv_cache_size - max_new_tokens
+        texts = [self._render(obs, system_prompt) for obs in observations]
+        # One text at a time: the batched (Rust, multi-threaded) tokenizer paths leave worker
+        # threads that compete with torch's threads; on 2 CPU cores that made the next generate
+        # calls up to 20x slower (measured).
+        ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        for i, prompt in enumerate(ids):
+            if len(prompt) > budget:
+                ids[i] = self._truncated(observations[i], system_prompt, budget)
+        return [list(p) for p in ids]
+
+    def _render(self, content: str, system_prompt: str | None) -> str:
+        messages = [{"role": "user", "content": content}]
+        if system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def _truncated(self, content: str, system_prompt: str | None, budget: int) -> list[int]:
+        parts = self._render(_SENTINEL, system_prompt).split(_SENTINEL)
+        if len(parts) != 2:
+            raise ValueError("the chat template does not pass the user content through verbatim")
+        encode = self.tokenizer.encode
+        prefix = encode(parts[0], add_special_tokens=False)
+        suffix = encode(parts[1], add_special_tokens=False)
+        keep = budget - len(prefix) - len(suffix)
+        if keep < 1:
+            raise ValueError(
+                f"kv_cache_size={self.kv_cache_size} leaves {budget} prompt tokens, fewer than the "
+                f"chat template and system prompt alone need ({len(prefix) + len(suffix)}): raise "
+                "kv_cache_size or shorten the system prompt"
+            )
+        body = encode(content, add_special_tokens=False)
+        return prefix + body[len(body) - keep :] + suffix
+
+
+class ModelPool(ChatPrompts):
     """One frozen base model + N LoRA adapters (PEFT multi-adapter) on it.
 
     Every adapter's LoRA parameters always require grad (PEFT's ``set_adapter`` and
@@ -271,7 +350,7 @@ class ModelPool:
         kv_cache_size: int = 10000,
         share_prefix: bool = True,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import AutoModelForCausalLM, GenerationConfig
 
         self.checkpoint = checkpoint
         self.path = resolve_checkpoint(checkpoint)
@@ -290,12 +369,7 @@ class ModelPool:
         # and what the plain path would have put through ("generate_plain", ...)
         self.token_counts: collections.Counter[str] = collections.Counter()
 
-        tok = AutoTokenizer.from_pretrained(self.path, padding_side="left")
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-        if not tok.chat_template:
-            logger.warning("%s has no chat template; using ChatML", self.path)
-            tok.chat_template = _CHATML
+        tok = load_tokenizer(self.path)
         self.tokenizer = tok
 
         model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
@@ -439,6 +513,12 @@ class ModelPool:
         state = get_peft_model_state_dict(self.model, adapter_name=name)
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
+    def set_adapter_weights(self, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+        """The generation-engine protocol's weight push (``srl_trainers.engines``): each
+        adapter's new tensors, by name, copied in place."""
+        for name, state in weights.items():
+            self.set_adapter_state(name, state)
+
     def set_adapter_state(self, name: str, state: dict[str, torch.Tensor]) -> None:
         """Copy ``state`` (from :meth:`adapter_state`) into adapter ``name`` in place: the
         parameter objects, and so any optimizer holding them, stay the same. ValueError for
@@ -542,52 +622,6 @@ class ModelPool:
                     )
             self._adapters.append(name)
         self._refresh_lora_params()
-
-    # ------------------------------------------------------------------ prompts
-    def format_prompts(
-        self, observations: list[str], system_prompt: str | None, *, max_new_tokens: int = 0
-    ) -> list[list[int]]:
-        """Chat-template token ids (system + user message, generation prompt) per observation.
-
-        A prompt longer than ``kv_cache_size - max_new_tokens`` tokens loses the start of its
-        user content (the oldest history), never the template around it: the system message,
-        the turn markers and the generation prompt stay intact.
-        """
-        budget = self.kv_cache_size - max_new_tokens
-        texts = [self._render(obs, system_prompt) for obs in observations]
-        # One text at a time: the batched (Rust, multi-threaded) tokenizer paths leave worker
-        # threads that compete with torch's threads; on 2 CPU cores that made the next generate
-        # calls up to 20x slower (measured).
-        ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
-        for i, prompt in enumerate(ids):
-            if len(prompt) > budget:
-                ids[i] = self._truncated(observations[i], system_prompt, budget)
-        return [list(p) for p in ids]
-
-    def _render(self, content: str, system_prompt: str | None) -> str:
-        messages = [{"role": "user", "content": content}]
-        if system_prompt is not None:
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-
-    def _truncated(self, content: str, system_prompt: str | None, budget: int) -> list[int]:
-        parts = self._render(_SENTINEL, system_prompt).split(_SENTINEL)
-        if len(parts) != 2:
-            raise ValueError("the chat template does not pass the user content through verbatim")
-        encode = self.tokenizer.encode
-        prefix = encode(parts[0], add_special_tokens=False)
-        suffix = encode(parts[1], add_special_tokens=False)
-        keep = budget - len(prefix) - len(suffix)
-        if keep < 1:
-            raise ValueError(
-                f"kv_cache_size={self.kv_cache_size} leaves {budget} prompt tokens, fewer than the "
-                f"chat template and system prompt alone need ({len(prefix) + len(suffix)}): raise "
-                "kv_cache_size or shorten the system prompt"
-            )
-        body = encode(content, add_special_tokens=False)
-        return prefix + body[len(body) - keep :] + suffix
 
     # ------------------------------------------------------------------ generation
     def generate(

@@ -96,6 +96,32 @@ class RolloutResult:
     env_metrics: dict[str, float] = field(default_factory=dict)
     tokens_generated: int = 0
     generation_seconds: float = 0.0
+    # how many values each env metric averages (to merge the results of several workers)
+    env_metric_counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def merge(cls, parts: list[RolloutResult]) -> RolloutResult:
+        """One result from the results of consecutive shares of the copies (Ray rollout
+        workers, in copy order): lists concatenated, env metrics averaged over all values,
+        generation time the slowest share's (they run concurrently)."""
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        for part in parts:
+            for k, v in part.env_metrics.items():
+                n = part.env_metric_counts.get(k, 1)
+                sums[k] += v * n
+                counts[k] += n
+        return cls(
+            turns=[t for p in parts for t in p.turns],
+            raw_totals=[x for p in parts for x in p.raw_totals],
+            reward_totals=[x for p in parts for x in p.reward_totals],
+            invalid_counts=[x for p in parts for x in p.invalid_counts],
+            turn_counts=[x for p in parts for x in p.turn_counts],
+            env_metrics={k: sums[k] / counts[k] for k in sums},
+            tokens_generated=sum(p.tokens_generated for p in parts),
+            generation_seconds=max((p.generation_seconds for p in parts), default=0.0),
+            env_metric_counts=dict(counts),
+        )
 
 
 # ------------------------------------------------------------------------------ env side
@@ -173,6 +199,8 @@ class Rollout:
         pools: dict[str, Any],
         backends: dict[str, Any] | None = None,
         response_prefix: str = "",
+        copy_offset: int = 0,
+        total_copies: int | None = None,
     ) -> None:
         self.config = config
         self.environment = environment
@@ -182,6 +210,11 @@ class Rollout:
         self.pools = pools
         self.backends = backends if backends is not None else {}
         self.response_prefix = response_prefix
+        # a share of a larger rollout (a Ray rollout worker's copies): these envs are copies
+        # copy_offset .. copy_offset + len(envs) - 1 of total_copies; seeds and the copy and
+        # group indices of the turns are the whole rollout's
+        self.copy_offset = copy_offset
+        self.total_copies = len(envs) + copy_offset if total_copies is None else total_copies
         self._prefix_cache: dict[str, list[int]] = {}
 
     def env_seed(self, episode: int, group: int) -> int:
@@ -202,10 +235,13 @@ class Rollout:
         greedily."""
         cfg = self.config
         g = cfg.group_size if cfg.algorithm == "grpo" and not evaluation else 1
+        offset = self.copy_offset
+        if offset % g:
+            raise ValueError(f"copy_offset={offset} splits a GRPO group of {g} copies")
         seeds = [
-            EVAL_SEED_OFFSET + episode * len(self.envs) + c
+            EVAL_SEED_OFFSET + episode * self.total_copies + offset + c
             if evaluation
-            else self.env_seed(episode, c // g)
+            else self.env_seed(episode, (offset + c) // g)
             for c in range(len(self.envs))
         ]
         temperature = cfg.temperature if temperature is None else temperature
@@ -250,9 +286,13 @@ class Rollout:
                         own_requests[policy.policy_id].append((copy, agent))
             # --- one mixed-adapter generate call per base model
             t0 = time.time()
-            gen_seed = (cfg.seed * 7_919 + episode * 104_729 + round_idx + 7 * evaluation) % (
-                2**31 - 1
-            )
+            gen_seed = (
+                cfg.seed * 7_919
+                + episode * 104_729
+                + round_idx
+                + 7 * evaluation
+                + 15_485_863 * offset
+            ) % (2**31 - 1)
             jobs = []
             for checkpoint, reqs in requests.items():
                 pool = self.pools[checkpoint]
@@ -367,6 +407,9 @@ class Rollout:
                         float(not next(iter(infos.values()))["collapsed"])
                     )
             round_idx += 1
+        for turn in turns:  # the whole rollout's indices (unchanged without an offset)
+            turn.copy += offset
+            turn.group += offset // g
         return RolloutResult(
             turns=turns,
             raw_totals=[dict(x) for x in raw],
@@ -374,6 +417,7 @@ class Rollout:
             invalid_counts=[dict(x) for x in inval],
             turn_counts=[dict(x) for x in counts],
             env_metrics={k: float(np.mean(v)) for k, v in env_metrics.items()},
+            env_metric_counts={k: len(v) for k, v in env_metrics.items()},
             tokens_generated=tokens,
             generation_seconds=gen_seconds,
         )

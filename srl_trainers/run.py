@@ -234,6 +234,23 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
         print(f"checkpoint:  {Path(results['checkpoint_dir']) / last}")
 
 
+def _resume_command(argv: list[str]) -> str:
+    """This command line with ``--resume latest`` in place of any ``--resume``."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            skip = True
+            continue
+        if not arg.startswith("--resume="):
+            kept.append(arg)
+    return shlex.join(["python", "-m", "srl_trainers.run", *kept, "--resume", "latest"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -266,11 +283,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, ModelUnavailableError, FileNotFoundError) as exc:
         parser.fail(exc)
     install_sigint_handler(trainer)
+    trainer.resume_command = _resume_command(sys.argv[1:] if argv is None else argv)
+    from srl_trainers.distributed import LearnerDiedError
+
     try:
         results = trainer.train_sync()
     except KeyboardInterrupt:
         print("\nsrl: aborted; the last complete checkpoint is in " + str(config.checkpoint_dir))
         return 130
+    except LearnerDiedError as exc:  # Ray mode: a learner actor's state is gone
+        print(f"srl: stopped: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if trainer.runtime is not None:
+            trainer.runtime.shutdown()
     _print_summary(trainer, results)
     if trainer.monitor is not None:
         trainer.monitor.stop()

@@ -182,6 +182,9 @@ class MultiModelTrainer:
         self._last_metrics: dict[str, float] = {}
         # eval_episodes > 0: "before" and "after" training (summaries of srl_trainers.evaluate)
         self.evaluations: dict[str, dict[str, Any]] = {}
+        self.runtime = None  # Ray mode: the actors (srl_trainers.distributed.RayRuntime)
+        # the command that continues this run, for messages (the CLI sets it)
+        self.resume_command: str | None = None
 
     # ================================================================= setup
     def setup(self) -> None:
@@ -205,16 +208,21 @@ class MultiModelTrainer:
         self.envs = [probe] + [self.environment.make() for _ in range(self.num_copies - 1)]
         self.response_prefix: str = response_prefix_of(cfg, probe)
         self.population.make_bots(self.num_copies)
-        self.rollout = Rollout(
-            cfg,
-            self.environment,
-            self.envs,
-            self.policies,
-            self.policy_mapping,
-            pools={p.checkpoint: self.pools[p.checkpoint] for p in self.population.lora_policies()},
-            backends=self.backends,
-            response_prefix=self.response_prefix,
-        )
+        if cfg.distributed_backend == "ray":  # learners, engines and rollout workers as actors
+            self._start_ray()
+        else:
+            self.rollout = Rollout(
+                cfg,
+                self.environment,
+                self.envs,
+                self.policies,
+                self.policy_mapping,
+                pools={
+                    p.checkpoint: self.pools[p.checkpoint] for p in self.population.lora_policies()
+                },
+                backends=self.backends,
+                response_prefix=self.response_prefix,
+            )
         self._buffers: dict[str, list[Turn]] = {s: [] for s in self.slots}
         self._history = {p: deque(maxlen=cfg.reward_window) for p in self.policies}
         self._totals = {
@@ -244,12 +252,14 @@ class MultiModelTrainer:
     def _build_learners(self) -> None:
         """One :class:`~srl_trainers.learner.Learner` per policy group (the slots of one base
         model); its pool is also the group's generation engine here (or feeds the vLLM
-        backend's copy of the adapters)."""
+        backend's copy of the adapters). Ray mode builds them as actors (:meth:`_start_ray`)."""
         cfg = self.config
         self.learners: dict[str, Learner] = {}
         self.backends: dict[str, Any] = {}  # checkpoint -> vLLM backend (generation_backend="vllm")
         self._adapter_push_dir = Path(cfg.checkpoint_dir) / ".vllm_adapters"
         for checkpoint, slots in self.groups.items():
+            if cfg.distributed_backend == "ray":
+                break
             learner = Learner(cfg, checkpoint, slots)
             self.learners[checkpoint] = learner
             if cfg.generation_backend == "vllm":
@@ -269,10 +279,40 @@ class MultiModelTrainer:
             self.optimizers.update(learner.optimizers)
             self.value_heads.update(learner.value_heads)
 
+    def _start_ray(self) -> None:
+        """Ray mode: the learners, engines and rollout workers as actors
+        (:class:`~srl_trainers.distributed.RayRuntime`); the trainer keeps the loop."""
+        from srl_trainers.distributed import DistributedRollout, RayRuntime
+
+        self.runtime = RayRuntime(
+            self.config,
+            self.groups,
+            self.environment,
+            self.num_copies,
+            resume_hint=self._resume_hint,
+        )
+        self.learners = dict(self.runtime.learners)
+        self.rollout = DistributedRollout(self.runtime, self.policy_mapping)
+
+    def _resume_hint(self) -> str:
+        last = self.checkpoints_saved[-1] if self.checkpoints_saved else None
+        if last is None:
+            return "No checkpoint was saved yet: start the run again."
+        command = self.resume_command or (
+            "python -m srl_trainers.run <the same arguments> --resume latest"
+        )
+        return (
+            f"The last checkpoint, {last}, in {self.config.checkpoint_dir} is intact; resume "
+            f"with: {command}"
+        )
+
     def _push_weights(self, checkpoint: str, slots: list[str]) -> None:
-        """After an update: the engines that serve copies of the adapters (vLLM) get the new
-        weights of ``slots``; the HF pool generates with the trained weights themselves."""
-        if checkpoint in self.backends:
+        """After an update: the engines that serve copies of the adapters (vLLM, Ray's engine
+        actors) get the new weights of ``slots``; the local HF pool generates with the trained
+        weights themselves."""
+        if self.runtime is not None:
+            self.runtime.push_weights(checkpoint, slots)
+        elif checkpoint in self.backends:
             self.backends[checkpoint].push_from_pool(
                 self.pools[checkpoint], slots, self._adapter_push_dir / Path(checkpoint).name
             )
@@ -953,6 +993,9 @@ class MultiModelTrainer:
             self.monitor.stop()
         for policy in self.policies.values():
             await policy.aclose()
+        if self.runtime is not None:
+            self.runtime.shutdown()
+            self.runtime = None
         self.pools = {}
         self.pool_of = {}
         self._built = False

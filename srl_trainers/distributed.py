@@ -1,0 +1,590 @@
+"""Ray mode (``distributed_backend="ray"``): the run's pieces as Ray actors.
+
+The trainer (the Ray *driver*) keeps the loop, credit assignment, stats, ratings and
+checkpoints; the heavy pieces run as actors, on one machine or a cluster:
+
+* one :class:`LearnerHost` per policy group (the slots of one base model), asking for
+  ``gpus_per_learner`` GPUs (a fraction shares a GPU: 0.5 puts two groups on one);
+* one :class:`EngineHost` per base model, asking for ``gpus_per_engine``: an HF
+  :class:`~srl_trainers.models.ModelPool` holding copies of the group's adapters, fed the new
+  weights after every update through Ray's object store (learner -> engine, never through the
+  driver or a filesystem); with ``colocate_engines`` the learner actor generates itself;
+* ``num_rollout_workers`` :class:`RolloutWorker` actors, each with its share of the env copies
+  (whole GRPO groups), its scripted bots and API clients; they format prompts with the
+  checkpoint's tokenizer (:class:`~srl_trainers.models.ChatPrompts`) and call the engines.
+
+:class:`RayRuntime` builds and places them, pushes weights, and handles faults: a rollout
+worker or an engine that dies is restarted (an engine gets the learners' current weights) and
+the episode's rollout is played again from its seeds, so nothing is lost; a learner that dies
+holds state that exists nowhere else, so the run stops with :class:`LearnerDiedError`, whose
+message names the last checkpoint and the command that resumes from it.
+
+What differs from local mode: with one rollout worker nothing (the same seeds, the same
+generate batches, the same metrics); with several, each worker's generate calls hold only
+its copies and are seeded by its first copy's index, so the samples (and the metrics) differ
+from local mode's, while a seeded run still reproduces itself.
+
+This module imports Ray when a runtime is built, never at import time: local mode needs no Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from srl_trainers.config import ConfigError, MultiModelConfig
+from srl_trainers.learner import Learner
+from srl_trainers.models import ChatPrompts, Generation
+from srl_trainers.rollout import Rollout, RolloutResult, TrainingEnvironment
+
+__all__ = [
+    "RAY_INSTALL_HINT",
+    "EngineHost",
+    "LearnerDiedError",
+    "LearnerHost",
+    "RayRuntime",
+    "RemoteEngine",
+    "RemoteLearner",
+    "RolloutWorker",
+    "plan_gpus",
+]
+
+RAY_INSTALL_HINT = "Ray mode needs Ray: pip install 'srl[ray]', or use distributed_backend='local'"
+# times a rollout is replayed after workers or engines died, before the run gives up
+MAX_ROLLOUT_RESTARTS = 3
+# seconds to wait for the actors' resources before failing instead of hanging
+PLACEMENT_TIMEOUT_S = 60.0
+
+
+class LearnerDiedError(RuntimeError):
+    """A learner actor died: its weights and optimizer state since the last checkpoint are
+    gone. The message names the last checkpoint and the command that resumes from it."""
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(f"distributed_backend='ray': {RAY_INSTALL_HINT}") from exc
+    return ray
+
+
+def _set_threads(threads: int) -> None:
+    """Ray gives actors with no CPUs asked OMP_NUM_THREADS=1: keep the driver's torch threads."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------ actors
+class LearnerHost(Learner):
+    """A :class:`~srl_trainers.learner.Learner` as a Ray actor; it also serves as its group's
+    generation engine with ``colocate_engines``."""
+
+    def __init__(self, config: dict[str, Any], checkpoint: str, slots: list[str], threads: int):
+        _set_threads(threads)
+        super().__init__(MultiModelConfig.from_dict(config), checkpoint, slots)
+
+    def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
+        return self.pool.generate(prompt_ids, adapters, **kwargs)
+
+    def place(self) -> dict[str, Any]:
+        return _placement()
+
+
+class EngineHost:
+    """A generation engine actor: the HF pool of one base model with copies of its group's
+    adapters (the same seeded initialisation as the learner's), frozen."""
+
+    def __init__(self, config: dict[str, Any], checkpoint: str, slots: list[str], threads: int):
+        _set_threads(threads)
+        from srl_trainers.population import build_pool
+        from srl_trainers.strategies import make_strategy
+
+        cfg = MultiModelConfig.from_dict(config)
+        strategy = make_strategy(cfg, slots)
+        self.pool = build_pool(
+            cfg, checkpoint, slots, init_seed=lambda i: strategy.lora_init_seed(i, cfg.seed)
+        )
+        self.pool.model.requires_grad_(False)
+
+    def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
+        return self.pool.generate(prompt_ids, adapters, **kwargs)
+
+    def set_adapter_weights(self, weights: dict[str, dict[str, Any]]) -> None:
+        self.pool.set_adapter_weights(weights)
+
+    def place(self) -> dict[str, Any]:
+        return _placement()
+
+
+def _placement() -> dict[str, Any]:
+    import ray
+
+    return {"node": ray.get_runtime_context().get_node_id(), "gpus": ray.get_gpu_ids()}
+
+
+class RemoteEngine(ChatPrompts):
+    """What a rollout worker holds of an engine actor: the checkpoint's tokenizer (prompts
+    are formatted here, as the engine's pool would) and ``generate`` through the actor."""
+
+    def __init__(self, checkpoint: str, actor: Any, kv_cache_size: int) -> None:
+        prompts = ChatPrompts.of(checkpoint, kv_cache_size=kv_cache_size)
+        self.checkpoint = checkpoint
+        self.tokenizer = prompts.tokenizer
+        self.kv_cache_size = kv_cache_size
+        self.actor = actor
+
+    def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
+        import ray
+
+        return ray.get(self.actor.generate.remote(prompt_ids, adapters, **kwargs))
+
+
+class RolloutWorker:
+    """A Ray actor playing env copies ``first .. first + count - 1`` of ``total``: its own env
+    copies, population (scripted bots, API clients) and a :class:`RemoteEngine` per base model."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        first: int,
+        count: int,
+        total: int,
+        engines: dict[str, Any],
+        reward_function: Callable[[str, dict[str, Any]], float] | None,
+        reward_function_mode: str,
+        threads: int,
+    ) -> None:
+        _set_threads(threads)
+        from srl_trainers.population import Population, response_prefix_of
+
+        cfg = MultiModelConfig.from_dict(config)
+        environment = TrainingEnvironment(cfg)
+        environment.reward_function = reward_function
+        environment.reward_function_mode = reward_function_mode
+        probe = environment.make()
+        population = Population(cfg, probe)
+        envs = [probe] + [environment.make() for _ in range(count - 1)]
+        population.make_bots(count)
+        clients = {c: RemoteEngine(c, actor, cfg.kv_cache_size) for c, actor in engines.items()}
+        self.rollout = Rollout(
+            cfg,
+            environment,
+            envs,
+            population.policies,
+            population.policy_mapping,
+            pools=clients,
+            response_prefix=response_prefix_of(cfg, probe),
+            copy_offset=first,
+            total_copies=total,
+        )
+
+    def play(self, episode: int, coop: float, comp: float, **kwargs: Any) -> RolloutResult:
+        return asyncio.run(self.rollout.play(episode, coop, comp, **kwargs))
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+# ------------------------------------------------------------------------------ driver side
+class RemoteLearner:
+    """The driver's handle on a :class:`LearnerHost`: the :class:`Learner` methods the trainer
+    calls, each a blocking Ray call; a dead actor raises :class:`LearnerDiedError`."""
+
+    def __init__(self, runtime: RayRuntime, checkpoint: str, slots: list[str], actor: Any):
+        self.runtime = runtime
+        self.checkpoint = checkpoint
+        self.slots = list(slots)
+        self.actor = actor
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        try:
+            return ray.get(getattr(self.actor, method).remote(*args))
+        except ray.exceptions.RayActorError as exc:
+            raise self.runtime.learner_died(self.checkpoint, exc) from exc
+
+    def update(self, buffers, episode, recent_rewards):
+        return self._call("update", buffers, episode, recent_rewards)
+
+    def adapter_weights(self, slots=None):
+        return self._call("adapter_weights", slots)
+
+    def adapter_files(self, names=None):
+        return self._call("adapter_files", names)
+
+    def load_adapter_files(self, files):
+        return self._call("load_adapter_files", files)
+
+    def state_dict(self):
+        return self._call("state_dict")
+
+    def load_state_dict(self, state):
+        return self._call("load_state_dict", state)
+
+    def update_counts(self):
+        return self._call("update_counts")
+
+    def place(self) -> dict[str, Any]:
+        return self._call("place")
+
+
+def plan_gpus(requests: list[float], gpus: int) -> list[int] | None:
+    """First-fit of fractional GPU requests onto ``gpus`` GPUs of capacity 1, largest first
+    (how Ray packs fractional GPU resources on a node): the GPU index of each request, or
+    None when they do not fit. Whole-number requests take that many GPUs of their own."""
+    free = [1.0] * gpus
+    out: list[int] = [0] * len(requests)
+    for i in sorted(range(len(requests)), key=lambda i: -requests[i]):
+        need = requests[i]
+        if need == 0:
+            continue
+        if need >= 1:
+            whole = [g for g, f in enumerate(free) if f >= 1.0 - 1e-9][: int(need)]
+            if len(whole) < int(need):
+                return None
+            for g in whole:
+                free[g] = 0.0
+            out[i] = whole[0]
+            continue
+        fit = next((g for g, f in enumerate(free) if f >= need - 1e-9), None)
+        if fit is None:
+            return None
+        free[fit] -= need
+        out[i] = fit
+    return out
+
+
+class RayRuntime:
+    """Builds, places and supervises the actors of a Ray-mode run (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MultiModelConfig,
+        groups: dict[str, list[str]],
+        environment: TrainingEnvironment,
+        num_copies: int,
+        *,
+        resume_hint: Callable[[], str],
+    ) -> None:
+        self.ray = _import_ray()
+        self.config = config
+        self.groups = groups
+        self.environment = environment
+        self.num_copies = num_copies
+        self.resume_hint = resume_hint
+        self.restarts = {"rollout_workers": 0, "engines": 0}
+        self._threads = _torch_threads()
+        self._shares = self._split_copies()  # checked before anything starts
+        self._started_ray = self._connect()
+        try:
+            self._check_resources()
+            self._cfg = config.to_dict()
+            self.learners = {c: self._new_learner(c, s) for c, s in groups.items()}
+            self.engines = {c: self._new_engine(c) for c in groups}
+            self.workers = [self._new_worker(i) for i in range(len(self._shares))]
+            self._wait_ready()
+            for checkpoint in groups:  # the engines start from the learners' weights
+                self.push_weights(checkpoint, groups[checkpoint])
+        except BaseException:
+            self.shutdown()
+            raise
+
+    # ---------------------------------------------------------------- start-up
+    def _connect(self) -> bool:
+        ray, cfg = self.ray, self.config
+        if ray.is_initialized():  # a cluster the caller (a script, a test) started
+            return False
+        address = cfg.ray_address
+        if address is not None and address != "auto":
+            hostport = address.removeprefix("ray://")
+            host, _, port = hostport.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+            except OSError as exc:
+                raise ConfigError(
+                    f"MultiModelConfig.ray_address={address!r} does not answer ({exc}): start "
+                    "the head node there (ray start --head --port PORT), give its address, or "
+                    "leave ray_address unset to start a local Ray"
+                ) from None
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=True,
+                configure_logging=False,
+            )
+        except ConnectionError as exc:
+            raise ConfigError(
+                f"MultiModelConfig.ray_address={address!r}: {exc} Start one with "
+                "`ray start --head`, or leave ray_address unset to start a local Ray"
+            ) from None
+        return True
+
+    def _requests(self) -> list[tuple[str, float]]:
+        cfg = self.config
+        out = [("gpus_per_learner", cfg.gpus_per_learner) for _ in self.groups]
+        if not cfg.colocate_engines:
+            out += [("gpus_per_engine", cfg.gpus_per_engine) for _ in self.groups]
+        return out
+
+    def _check_resources(self) -> None:
+        """Fail now, naming the fields, when the actors cannot all be placed (Ray would
+        otherwise wait for resources forever)."""
+        cfg = self.config
+        requests = self._requests()
+        if not any(g for _, g in requests):
+            return
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        per_node = [int(n["Resources"].get("GPU", 0)) for n in nodes]
+        # each node packs its own GPUs; try the requests node by node, first fit
+        remaining = [g for _, g in requests if g > 0]
+        for gpus in per_node:
+            placed: list[float] = []
+            for g in list(remaining):
+                if plan_gpus([*placed, g], gpus) is not None:
+                    placed.append(g)
+                    remaining.remove(g)
+        if remaining:
+            total = sum(per_node)
+            engines = (
+                ""
+                if cfg.colocate_engines
+                else f" + {len(self.groups)} engines x "
+                + (f"gpus_per_engine={cfg.gpus_per_engine:g}")
+            )
+            raise ConfigError(
+                f"Ray mode cannot place its actors: {len(self.groups)} learners x "
+                f"gpus_per_learner={cfg.gpus_per_learner:g}{engines} do not fit on the "
+                f"cluster's {total} GPU(s) ({', '.join(map(str, per_node))} per node): lower "
+                "gpus_per_learner / gpus_per_engine (fractions share a GPU), set "
+                "colocate_engines=True, or add GPUs"
+            )
+
+    def _options(self, gpus: float) -> dict[str, Any]:
+        # num_cpus=0: the actors mostly wait on each other; asking a CPU each would deadlock
+        # a laptop's 2-core Ray with more actors than cores
+        return {"num_cpus": 0, "num_gpus": gpus, "max_restarts": 0, "max_concurrency": 1}
+
+    def _new_learner(self, checkpoint: str, slots: list[str]) -> RemoteLearner:
+        actor = (
+            self.ray.remote(LearnerHost)
+            .options(**self._options(self.config.gpus_per_learner))
+            .remote(self._cfg, checkpoint, slots, self._threads)
+        )
+        return RemoteLearner(self, checkpoint, slots, actor)
+
+    def _new_engine(self, checkpoint: str) -> Any:
+        if self.config.colocate_engines:
+            return self.learners[checkpoint].actor
+        return (
+            self.ray.remote(EngineHost)
+            .options(**self._options(self.config.gpus_per_engine))
+            .remote(self._cfg, checkpoint, self.groups[checkpoint], self._threads)
+        )
+
+    def _split_copies(self) -> list[tuple[int, int]]:
+        """(first copy, count) per worker: whole GRPO groups, as even as they come."""
+        cfg = self.config
+        g = cfg.group_size if cfg.algorithm == "grpo" else 1
+        groups = self.num_copies // g
+        n = cfg.num_rollout_workers
+        if n > groups:
+            raise ConfigError(
+                f"MultiModelConfig.num_rollout_workers={n} is not allowed: expected at most "
+                f"{groups}, the {'GRPO groups' if g > 1 else 'env copies'} of an episode "
+                f"({self.num_copies} copies / group_size {g}); a worker plays whole groups"
+            )
+        base, extra = divmod(groups, n)
+        shares, first = [], 0
+        for i in range(n):
+            count = (base + (i < extra)) * g
+            shares.append((first, count))
+            first += count
+        return shares
+
+    def _new_worker(self, index: int) -> Any:
+        first, count = self._shares[index]
+        return (
+            self.ray.remote(RolloutWorker)
+            .options(num_cpus=0, max_restarts=0)
+            .remote(
+                self._cfg,
+                first,
+                count,
+                self.num_copies,
+                self.engines,
+                self.environment.reward_function,
+                self.environment.reward_function_mode,
+                self._threads,
+            )
+        )
+
+    def _wait_ready(self) -> None:
+        """Every actor built (its model loaded), or a clear error instead of a hang."""
+        ray = self.ray
+        pings = [x.actor.place.remote() for x in self.learners.values()]
+        if not self.config.colocate_engines:
+            pings += [e.place.remote() for e in self.engines.values()]
+        pings += [w.ping.remote() for w in self.workers]
+        ready, pending = ray.wait(pings, num_returns=len(pings), timeout=PLACEMENT_TIMEOUT_S)
+        if pending:
+            raise ConfigError(
+                f"Ray mode: {len(pending)} of {len(pings)} actors were not placed within "
+                f"{PLACEMENT_TIMEOUT_S:g} s (the cluster lacks the GPUs or memory asked: "
+                "gpus_per_learner, gpus_per_engine, num_rollout_workers)"
+            )
+        ray.get(ready)  # raises the error of an actor that failed to build
+
+    # ---------------------------------------------------------------- running
+    def placement(self) -> dict[str, dict[str, Any]]:
+        """Where each actor landed: ``learner/<checkpoint>`` and ``engine/<checkpoint>`` ->
+        node id and GPU ids."""
+        out = {f"learner/{c}": x.place() for c, x in self.learners.items()}
+        if not self.config.colocate_engines:
+            out.update(
+                {f"engine/{c}": self.ray.get(e.place.remote()) for c, e in self.engines.items()}
+            )
+        return out
+
+    def push_weights(self, checkpoint: str, slots: list[str]) -> None:
+        """The learner's new adapter weights of ``slots`` to the engine of its base model,
+        learner -> object store -> engine (nothing to push when the learner generates)."""
+        if self.config.colocate_engines or not slots:
+            return
+        ray = self.ray
+        learner = self.learners[checkpoint]
+        weights = learner.actor.adapter_weights.remote(slots)  # stays in the object store
+        try:
+            ray.get(self.engines[checkpoint].set_adapter_weights.remote(weights))
+        except ray.exceptions.RayActorError:
+            # the engine died: the next rollout finds it dead and rebuilds it with all weights
+            pass
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, ray.exceptions.RayActorError):
+                raise self.learner_died(checkpoint, exc.cause) from exc
+            raise
+
+    def play(self, episode: int, coop: float, comp: float, **kwargs: Any) -> RolloutResult:
+        """Every worker plays its copies; a worker or engine that dies is rebuilt and the
+        episode played again from its seeds (up to MAX_ROLLOUT_RESTARTS times)."""
+        ray = self.ray
+        for attempt in range(MAX_ROLLOUT_RESTARTS + 1):
+            refs = [w.play.remote(episode, coop, comp, **kwargs) for w in self.workers]
+            try:
+                return RolloutResult.merge(ray.get(refs))
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
+                    exc.cause, ray.exceptions.RayActorError
+                ):
+                    raise  # a bug or bad input in the rollout itself: not a fault to retry
+                if attempt == MAX_ROLLOUT_RESTARTS:
+                    raise RuntimeError(
+                        f"Ray mode: the rollout of episode {episode} failed "
+                        f"{MAX_ROLLOUT_RESTARTS + 1} times (actors kept dying): {exc}"
+                    ) from exc
+                self._recover()
+        raise AssertionError("unreachable")
+
+    def _alive(self, actor: Any, method: str) -> bool:
+        ray = self.ray
+        try:
+            ray.get(getattr(actor, method).remote(), timeout=PLACEMENT_TIMEOUT_S)
+            return True
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return False
+
+    def _recover(self) -> None:
+        """Rebuild the dead engines (with the learners' current weights) and workers."""
+        ray = self.ray
+        if self.config.colocate_engines:
+            for checkpoint, learner in self.learners.items():
+                if not self._alive(learner.actor, "place"):
+                    raise self.learner_died(checkpoint, None)
+        else:
+            for checkpoint, engine in list(self.engines.items()):
+                if self._alive(engine, "place"):
+                    continue
+                print(f"srl: the engine actor of {checkpoint} died; restarting it", flush=True)
+                self.restarts["engines"] += 1
+                self.engines[checkpoint] = self._new_engine(checkpoint)
+                ray.get(self.engines[checkpoint].place.remote())
+                self.push_weights(checkpoint, self.groups[checkpoint])
+        for i, worker in enumerate(self.workers):
+            # workers hold handles of the engines they were built with: rebuild every worker
+            # after an engine restart, else only the dead ones
+            if self._alive(worker, "ping") and not self.restarts["engines"]:
+                continue
+            self.ray.kill(worker, no_restart=True)
+            print(f"srl: rollout worker {i} died or lost its engine; restarting it", flush=True)
+            self.restarts["rollout_workers"] += 1
+            self.workers[i] = self._new_worker(i)
+        ray.get([w.ping.remote() for w in self.workers])
+
+    def learner_died(self, checkpoint: str, exc: BaseException | None) -> LearnerDiedError:
+        return LearnerDiedError(
+            f"the learner actor of {checkpoint} (slots {', '.join(self.groups[checkpoint])}) "
+            f"died{f' ({type(exc).__name__})' if exc is not None else ''}; its updates since the "
+            f"last checkpoint are lost. {self.resume_hint()}"
+        )
+
+    def shutdown(self) -> None:
+        ray = self.ray
+        if not ray.is_initialized():
+            return
+        for actor in [
+            *(x.actor for x in getattr(self, "learners", {}).values()),
+            *(getattr(self, "engines", {}).values()),
+            *getattr(self, "workers", []),
+        ]:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(actor, no_restart=True)
+        if self._started_ray:
+            ray.shutdown()
+
+
+class DistributedRollout:
+    """The trainer's rollout in Ray mode: :meth:`play` as :class:`Rollout`'s, over the workers."""
+
+    def __init__(self, runtime: RayRuntime, policy_mapping: dict[str, str]) -> None:
+        self.runtime = runtime
+        self.policy_mapping = policy_mapping
+        self.config = runtime.config
+
+    def env_seed(self, episode: int, group: int) -> int:
+        return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
+
+    async def play(
+        self,
+        episode: int,
+        coop: float,
+        comp: float,
+        *,
+        evaluation: bool = False,
+        temperature: float | None = None,
+    ) -> RolloutResult:
+        t0 = time.time()
+        result = await asyncio.to_thread(
+            self.runtime.play,
+            episode,
+            coop,
+            comp,
+            evaluation=evaluation,
+            temperature=temperature,
+        )
+        result.generation_seconds = min(result.generation_seconds, time.time() - t0)
+        return result
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
