@@ -90,12 +90,14 @@ def _time_mode(args, name: str, work: Path, **overrides: Any) -> dict[str, Any]:
     trainer = MultiModelTrainer(cfg)
     trainer.setup()
     startup = time.perf_counter() - t0
-    seconds = []
+    seconds, rollout, update = [], [], []
     for episode in range(args.warmup + args.episodes):
         t = time.perf_counter()
-        asyncio.run(trainer.train_multi_model_episode(episode))
+        metrics = asyncio.run(trainer.train_multi_model_episode(episode))["metrics"]
         if episode >= args.warmup:
             seconds.append(time.perf_counter() - t)
+            rollout.append(metrics["perf/rollout_seconds"])
+            update.append(metrics["perf/update_seconds"])
     weights = {s: w for x in trainer.learners.values() for s, w in x.adapter_weights().items()}
     asyncio.run(trainer.shutdown())
     print(
@@ -103,7 +105,13 @@ def _time_mode(args, name: str, work: Path, **overrides: Any) -> dict[str, Any]:
         + " ".join(f"{s:.2f}" for s in seconds),
         flush=True,
     )
-    return {"startup_s": startup, "episode_s": seconds, "weights": weights}
+    return {
+        "startup_s": startup,
+        "episode_s": seconds,
+        "rollout_s": rollout,
+        "update_s": update,
+        "weights": weights,
+    }
 
 
 def _same_weights(a, b) -> bool:
@@ -159,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         per_episode = statistics.median(s for x in results for s in x["episode_s"])
         table[name] = {
             "seconds_per_episode": per_episode,
+            "rollout_seconds": statistics.median(s for x in results for s in x["rollout_s"]),
+            "update_seconds": statistics.median(s for x in results for s in x["update_s"]),
             "episodes_per_minute": 60.0 / per_episode,
             "startup_s": statistics.median(x["startup_s"] for x in results),
         }
     pairs = [("ray, 1 worker", "local"), ("ray, 2 workers x2", "local x2")]
-    print(f"\n  {'mode':<22} {'s/episode':>10} {'episodes/min':>13} {'start-up s':>11} vs local")
+    print(
+        f"\n  {'mode':<22} {'s/episode':>10} {'rollout':>8} {'update':>7} {'episodes/min':>13} "
+        f"{'start-up s':>11} vs local"
+    )
     for name, row in table.items():
         ref = dict((a, b) for a, b in pairs).get(name)
         vs = ""
@@ -172,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             row["overhead_vs_" + ref.replace(" ", "_")] = overhead
             vs = f"{overhead:+.1%} time per episode against {ref}"
         print(
-            f"  {name:<22} {row['seconds_per_episode']:>10.2f} "
-            f"{row['episodes_per_minute']:>13.1f} {row['startup_s']:>11.1f} {vs}"
+            f"  {name:<22} {row['seconds_per_episode']:>10.2f} {row['rollout_seconds']:>8.2f} "
+            f"{row['update_seconds']:>7.2f} {row['episodes_per_minute']:>13.1f} {row['startup_s']:>11.1f} {vs}"
         )
     same = _same_weights(runs["local"][0]["weights"], runs["ray, 1 worker"][0]["weights"])
     print(f"\n  ray, 1 worker ends with local mode's adapter weights: {same}")

@@ -96,6 +96,10 @@ class APIPolicy(Policy):
 
     COUNTERS = ("requests", "failures", "retries", "prompt_tokens", "completion_tokens", "latency")
 
+    @property
+    def waits_on_io(self) -> bool:
+        return True
+
     def __post_init__(self) -> None:
         if self.model_type not in API_DEFAULTS:
             raise ConfigError(

@@ -45,6 +45,12 @@ class Policy:
         """The LoRA adapter the engine generates with (``None``: the bare base model)."""
         return None
 
+    @property
+    def waits_on_io(self) -> bool:
+        """Whether :meth:`act` mostly waits on something outside this process (an API), so
+        that the rollout runs the local generate calls in a thread beside it."""
+        return False
+
     async def act(
         self, requests: list[tuple[int, Any]], system_prompt: str | None, *, temperature: float
     ) -> list[str]:

@@ -445,15 +445,20 @@ class MultiModelTrainer:
                 self._take_snapshot(episode_num)
             self._played_mapping = league.mapping(self.policy_mapping, league.draw())
             self.rollout.policy_mapping = self._played_mapping
+        t0 = time.perf_counter()
         try:
             rollout = await self.rollout.play(episode_num, coop, comp)
         finally:
             self.rollout.policy_mapping = self.policy_mapping  # evaluation plays the fixed one
+        t1 = time.perf_counter()
         self._compute_returns(rollout.turns)
         for turn in rollout.turns:
             self._buffers[turn.slot].append(turn)
         welfare = self._update_stats(rollout)
         update_metrics = self._update_policies(episode_num)
+        # wall time of the episode's rollout and of its updates (with the weight pushes)
+        update_metrics["perf/rollout_seconds"] = t1 - t0
+        update_metrics["perf/update_seconds"] = time.perf_counter() - t1
         if league is not None:
             update_metrics.update(self._league_step(rollout, episode_num))
         self.modes.observe(welfare)
