@@ -1,4 +1,4 @@
-.PHONY: setup train test test-slow lint golden bench
+.PHONY: setup setup-vllm train test test-slow test-vllm lint golden bench
 setup:
 	bash scripts/setup.sh
 train: setup
@@ -7,6 +7,10 @@ test: setup
 	.venv/bin/python -m pytest
 test-slow: setup
 	.venv/bin/python -m pytest -m slow
+setup-vllm:
+	bash scripts/setup_vllm.sh
+test-vllm: setup-vllm
+	.venv-vllm/bin/python -m pytest -m vllm tests/vllm
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 golden:

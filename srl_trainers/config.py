@@ -693,12 +693,12 @@ class MultiModelConfig:
                 "'fixed' with distributed_backend='ray' (snapshot self-play runs in local mode: "
                 "distributed_backend='local')",
             )
-        if self.generation_backend != "hf":
+        if self.generation_backend == "vllm" and self.colocate_engines:
             _fail(
-                "generation_backend",
-                self.generation_backend,
-                "'hf' with distributed_backend='ray' (Ray's engine actors run the HF ModelPool; "
-                "the colocated vLLM backend runs in local mode)",
+                "colocate_engines",
+                self.colocate_engines,
+                "False with generation_backend='vllm' in Ray mode (vLLM runs in the engine "
+                "actors; a learner that generates itself uses the HF pool)",
             )
         import srl_envs
 

@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from srl_trainers.config import ConfigError, MultiModelConfig
@@ -100,7 +103,10 @@ class LearnerHost(Learner):
 
 class EngineHost:
     """A generation engine actor: the HF pool of one base model with copies of its group's
-    adapters (the same seeded initialisation as the learner's), frozen."""
+    adapters (the same seeded initialisation as the learner's), frozen. With
+    ``generation_backend="vllm"`` a colocated vLLM engine generates instead; the HF copy then
+    stays on the CPU, where it turns pushed tensors into adapter directories on this node's
+    own disk for vLLM to load (no shared filesystem)."""
 
     def __init__(self, config: dict[str, Any], checkpoint: str, slots: list[str], threads: int):
         _set_threads(threads)
@@ -108,17 +114,29 @@ class EngineHost:
         from srl_trainers.strategies import make_strategy
 
         cfg = MultiModelConfig.from_dict(config)
+        vllm = cfg.generation_backend == "vllm"
+        if vllm:
+            cfg = dataclasses.replace(cfg, device="cpu")
         strategy = make_strategy(cfg, slots)
         self.pool = build_pool(
             cfg, checkpoint, slots, init_seed=lambda i: strategy.lora_init_seed(i, cfg.seed)
         )
         self.pool.model.requires_grad_(False)
+        self.backend = None
+        if vllm:
+            from srl_trainers.vllm_backend import VLLMGenerationBackend
+
+            self._adapter_dir = Path(tempfile.mkdtemp(prefix="srl-engine-adapters-"))
+            self.backend = VLLMGenerationBackend.from_pool(self.pool)
+            self.backend.push_from_pool(self.pool, slots, self._adapter_dir)
 
     def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
-        return self.pool.generate(prompt_ids, adapters, **kwargs)
+        return (self.backend or self.pool).generate(prompt_ids, adapters, **kwargs)
 
     def set_adapter_weights(self, weights: dict[str, dict[str, Any]]) -> None:
         self.pool.set_adapter_weights(weights)
+        if self.backend is not None:
+            self.backend.push_from_pool(self.pool, list(weights), self._adapter_dir)
 
     def place(self) -> dict[str, Any]:
         return _placement()
@@ -145,6 +163,11 @@ class RemoteEngine(ChatPrompts):
         import ray
 
         return ray.get(self.actor.generate.remote(prompt_ids, adapters, **kwargs))
+
+    def set_adapter_weights(self, weights: dict[str, dict[str, Any]]) -> None:
+        import ray
+
+        ray.get(self.actor.set_adapter_weights.remote(weights))
 
 
 class RolloutWorker:

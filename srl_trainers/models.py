@@ -411,6 +411,8 @@ class ModelPool(ChatPrompts):
         self._lora_params: list[nn.Parameter] = []
         self._frozen: set[int] = set()  # ids of LoRA params that must stay frozen (e.g. FFA's A)
         self._warned_long_prompt = False
+        # per adapter: whether its PEFT state dict is exactly its LoRA parameters (adapter_state)
+        self._plain_state: dict[str, bool | None] = {}
 
     @functools.cached_property
     def number_token_ids(self) -> list[int]:
@@ -474,6 +476,7 @@ class ModelPool(ChatPrompts):
         back to the plain base model, since PEFT cannot run with no adapter). KeyError for an
         unknown name."""
         self._check_adapter(name)
+        self._plain_state.pop(name, None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Adapter x was active which is now deleted..."
             if self._adapters == [name]:
@@ -510,6 +513,14 @@ class ModelPool(ChatPrompts):
         from peft import get_peft_model_state_dict
 
         self._check_adapter(name)
+        params = {
+            k.replace(".{adapter}", ""): p for k, p in lora_parameters(self.model, name).items()
+        }
+        if self._plain_state.get(name) is None:  # once per adapter: is PEFT's state just these?
+            peft_keys = get_peft_model_state_dict(self.model, adapter_name=name).keys()
+            self._plain_state[name] = peft_keys == params.keys()
+        if self._plain_state[name]:  # a copy per tensor, not PEFT's pass over the whole model
+            return {k: p.detach().to("cpu", copy=True).contiguous() for k, p in params.items()}
         state = get_peft_model_state_dict(self.model, adapter_name=name)
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
@@ -526,6 +537,19 @@ class ModelPool(ChatPrompts):
         from peft import set_peft_model_state_dict
 
         self._check_adapter(name)
+        params = {
+            k.replace(".{adapter}", ""): p for k, p in lora_parameters(self.model, name).items()
+        }
+        if state.keys() == params.keys() and all(
+            state[k].shape == p.shape for k, p in params.items()
+        ):
+            # the common case (plain LoRA): a copy per tensor, not PEFT's pass over the whole
+            # model's state dict (an engine takes every update's weights: 0.32 s -> 0.02 s
+            # for the preset's 4 adapters on SmolLM2)
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(state[k])
+            return
         state = {k: v.to(self.device) for k, v in state.items()}
         before = {k: p.data_ptr() for k, p in lora_parameters(self.model, name).items()}
         result = set_peft_model_state_dict(self.model, state, adapter_name=name)

@@ -84,3 +84,20 @@ def test_weights_that_do_not_fit_are_refused(tiny_model_path, tmp_path):
         learner.set_adapter_weights({slot: bad})
     with pytest.raises(ValueError, match="do not match"):
         learner.set_adapter_weights({slot: {"nonsense.weight": torch.zeros(1)}})
+
+
+def test_the_engines_follow_the_generation_engine_protocol(tiny_model_path, tmp_path):
+    from srl_trainers.distributed import EngineHost, RemoteEngine
+    from srl_trainers.engines import GenerationEngine, PromptFormatter
+
+    trainer = _played_trainer(tiny_model_path, tmp_path)
+    pool = next(iter(trainer.pools.values()))
+    assert isinstance(pool, GenerationEngine) and isinstance(pool, PromptFormatter)
+    for cls in (EngineHost, RemoteEngine):
+        assert callable(cls.generate) and callable(cls.set_adapter_weights)
+    remote = RemoteEngine(pool.checkpoint, actor=None, kv_cache_size=pool.kv_cache_size)
+    assert isinstance(remote, PromptFormatter)
+    observations = ["state: 1", "state: 2"]
+    assert remote.format_prompts(observations, "Play.") == pool.format_prompts(
+        observations, "Play."
+    )
