@@ -60,8 +60,9 @@ __all__ = [
 RAY_INSTALL_HINT = "Ray mode needs Ray: pip install 'srl[ray]', or use distributed_backend='local'"
 # times a rollout is replayed after workers or engines died, before the run gives up
 MAX_ROLLOUT_RESTARTS = 3
-# seconds to wait for the actors' resources before failing instead of hanging
-PLACEMENT_TIMEOUT_S = 60.0
+# seconds to wait for the actors to start (their models load; a vLLM engine takes a minute or
+# two on a CPU) before failing instead of hanging; the GPUs asked are checked before that
+PLACEMENT_TIMEOUT_S = 900.0
 
 
 class LearnerDiedError(RuntimeError):
@@ -169,6 +170,10 @@ class EngineHost:
 
     def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
         return (self.backend or self.pool).generate(prompt_ids, adapters, **kwargs)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
 
     def set_packed_adapter_weights(self, packed: dict[str, Any]) -> None:
         self.set_adapter_weights(unpack_weights(packed))
@@ -498,7 +503,16 @@ class RayRuntime:
         if not self.config.colocate_engines:
             pings += [e.place.remote() for e in self.engines.values()]
         pings += [w.ping.remote() for w in self.workers]
-        ready, pending = ray.wait(pings, num_returns=len(pings), timeout=PLACEMENT_TIMEOUT_S)
+        start = time.time()
+        ready, pending = ray.wait(pings, num_returns=len(pings), timeout=30)
+        while pending and time.time() - start < PLACEMENT_TIMEOUT_S:
+            print(
+                f"srl: waiting for {len(pending)} of {len(pings)} Ray actors to start "
+                f"({time.time() - start:.0f} s: models loading)",
+                flush=True,
+            )
+            more, pending = ray.wait(pending, num_returns=len(pending), timeout=30)
+            ready += more
         if pending:
             raise ConfigError(
                 f"Ray mode: {len(pending)} of {len(pings)} actors were not placed within "
@@ -603,6 +617,10 @@ class RayRuntime:
         ray = self.ray
         if not ray.is_initialized():
             return
+        if not self.config.colocate_engines:  # vLLM's engine process goes with its engine
+            closing = [e.close.remote() for e in getattr(self, "engines", {}).values()]
+            with contextlib.suppress(Exception):
+                ray.wait(closing, num_returns=len(closing), timeout=60)
         for actor in [
             *(x.actor for x in getattr(self, "learners", {}).values()),
             *(getattr(self, "engines", {}).values()),

@@ -266,7 +266,6 @@ class MultiModelTrainer:
                 from srl_trainers.vllm_backend import VLLMGenerationBackend
 
                 self.backends[checkpoint] = VLLMGenerationBackend.from_pool(learner.pool)
-                self._push_weights(checkpoint, slots)
         # views of the learners' parts, by base model and by slot
         self.pools: dict[str, ModelPool] = {k: x.pool for k, x in self.learners.items()}
         self.strategies = {k: x.strategy for k, x in self.learners.items()}
@@ -278,6 +277,8 @@ class MultiModelTrainer:
                 self.pool_of[slot] = learner.pool
             self.optimizers.update(learner.optimizers)
             self.value_heads.update(learner.value_heads)
+        for checkpoint in self.backends:  # vLLM starts from the learners' adapters
+            self._push_weights(checkpoint, self.groups[checkpoint])
 
     def _start_ray(self) -> None:
         """Ray mode: the learners, engines and rollout workers as actors
@@ -1001,6 +1002,9 @@ class MultiModelTrainer:
         if self.runtime is not None:
             self.runtime.shutdown()
             self.runtime = None
+        for backend in getattr(self, "backends", {}).values():
+            backend.close()
+        self.backends = {}
         self.pools = {}
         self.pool_of = {}
         self._built = False

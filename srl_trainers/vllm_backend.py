@@ -91,6 +91,18 @@ class VLLMGenerationBackend:
         dtype = str(pool.dtype).removeprefix("torch.")
         return cls(pool.path, eos_token_ids=pool.eos_token_ids, dtype=dtype, **kwargs)
 
+    def close(self) -> None:
+        """Stop vLLM's engine (its engine-core process and the memory it reserved) now, not
+        whenever the garbage collector gets to it."""
+        import gc
+
+        llm, self.llm = getattr(self, "llm", None), None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+        gc.collect()
+
     # ------------------------------------------------------------------ adapters
     @property
     def adapter_names(self) -> list[str]:

@@ -54,24 +54,34 @@ def engines(tmp_path_factory):
             seed=i,
         )
         _randomise(pool, name, 100 + i)
-    backend = VLLMGenerationBackend.from_pool(pool, max_model_len=512)
+    # on the CPU backend "gpu_memory_utilization" is the share of RAM vLLM reserves
+    backend = VLLMGenerationBackend.from_pool(pool, max_model_len=512, gpu_memory_utilization=0.2)
     backend.push_from_pool(pool, ["red", "blue"], tmp_path_factory.mktemp("adapters"))
     prompts = pool.format_prompts(PROMPTS, "Be brief.")
-    return pool, backend, prompts
+    yield pool, backend, prompts
+    backend.close()  # the training tests below start engines of their own
 
 
 def test_one_call_serves_several_adapters_and_the_base(engines):
     pool, backend, prompts = engines
-    p = prompts[0]
-    rows = backend.generate([p, p, p], [None, "red", "blue"], max_new_tokens=12, do_sample=False)
-    texts = [g.completion_ids for g in rows]
-    assert len({tuple(t) for t in texts}) == 3, texts  # each adapter writes its own answer
-    for adapter, row in zip([None, "red", "blue"], rows):  # the same as a call of that adapter alone
-        alone = backend.generate([p], [adapter], max_new_tokens=12, do_sample=False)[0]
-        assert alone.completion_ids == row.completion_ids
-    # and greedy vLLM writes what greedy HF writes, adapter by adapter
-    hf = pool.generate([p, p, p], [None, "red", "blue"], max_new_tokens=12, do_sample=False)
-    assert [g.completion_ids for g in hf] == texts
+    adapters = [None, "red", "blue"]
+    rows = [(p, a) for p in prompts for a in adapters]  # every prompt under each, one call
+    got = backend.generate(
+        [p for p, _ in rows], [a for _, a in rows], max_new_tokens=12, do_sample=False
+    )
+    by = {(i, a): g.completion_ids for i, ((_, a), g) in enumerate(zip(rows, got))}
+    for k, adapter in enumerate(adapters[1:], start=1):  # each adapter writes its own answers
+        assert any(by[(3 * n + k, adapter)] != by[(3 * n, None)] for n in range(len(prompts))), (
+            adapter
+        )
+    # greedy vLLM writes what greedy HF writes, row by row, in the same mixed batch
+    hf = pool.generate(
+        [p for p, _ in rows], [a for _, a in rows], max_new_tokens=12, do_sample=False
+    )
+    assert [g.completion_ids for g in hf] == [g.completion_ids for g in got]
+    # and a row's answer does not depend on the other adapters in its batch
+    alone = backend.generate([prompts[0]], ["blue"], max_new_tokens=12, do_sample=False)
+    assert alone[0].completion_ids == got[2].completion_ids
 
 
 def test_an_adapter_update_changes_what_it_writes(engines, tmp_path):
