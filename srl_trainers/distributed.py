@@ -43,7 +43,7 @@ from typing import Any
 from srl_trainers.config import ConfigError, MultiModelConfig
 from srl_trainers.learner import Learner
 from srl_trainers.models import ChatPrompts, Generation
-from srl_trainers.rollout import Rollout, RolloutResult, TrainingEnvironment
+from srl_trainers.rollout import Rollout, RolloutResult, TrainingEnvironment, training_env_seed
 
 __all__ = [
     "RAY_INSTALL_HINT",
@@ -641,7 +641,7 @@ class DistributedRollout:
         self.config = runtime.config
 
     def env_seed(self, episode: int, group: int) -> int:
-        return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
+        return training_env_seed(self.config.seed, episode, group)
 
     async def play(
         self,

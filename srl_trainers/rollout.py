@@ -53,6 +53,12 @@ GAME_FIGURES = frozenset(
 EVAL_SEED_OFFSET = 2**40
 
 
+def training_env_seed(seed: int, episode: int, group: int) -> int:
+    """The env seed of GRPO group ``group`` in training episode ``episode`` of a run seeded
+    ``seed`` (below 2**31; every copy of the group gets it)."""
+    return (seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
+
+
 # ------------------------------------------------------------------------------ data
 @dataclass
 class Turn:
@@ -220,7 +226,7 @@ class Rollout:
 
     def env_seed(self, episode: int, group: int) -> int:
         """Seed of the env copies of one GRPO group (shared inside the group)."""
-        return (self.config.seed * 1_000_003 + episode * 1_009 + group) % (2**31 - 1)
+        return training_env_seed(self.config.seed, episode, group)
 
     async def play(
         self,
