@@ -582,6 +582,7 @@ class RayRuntime:
     def _recover(self) -> None:
         """Rebuild the dead engines (with the learners' current weights) and workers."""
         ray = self.ray
+        engine_restarted = False
         if self.config.colocate_engines:
             for checkpoint, learner in self.learners.items():
                 if not self._alive(learner.actor, "place"):
@@ -592,13 +593,14 @@ class RayRuntime:
                     continue
                 print(f"srl: the engine actor of {checkpoint} died; restarting it", flush=True)
                 self.restarts["engines"] += 1
+                engine_restarted = True
                 self.engines[checkpoint] = self._new_engine(checkpoint)
                 ray.get(self.engines[checkpoint].place.remote())
                 self.push_weights(checkpoint, self.groups[checkpoint])
         for i, worker in enumerate(self.workers):
             # workers hold handles of the engines they were built with: rebuild every worker
             # after an engine restart, else only the dead ones
-            if self._alive(worker, "ping") and not self.restarts["engines"]:
+            if not engine_restarted and self._alive(worker, "ping"):
                 continue
             self.ray.kill(worker, no_restart=True)
             print(f"srl: rollout worker {i} died or lost its engine; restarting it", flush=True)
