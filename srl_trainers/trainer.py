@@ -257,9 +257,9 @@ class MultiModelTrainer:
         self.learners: dict[str, Learner] = {}
         self.backends: dict[str, Any] = {}  # checkpoint -> vLLM backend (generation_backend="vllm")
         self._adapter_push_dir = Path(cfg.checkpoint_dir) / ".vllm_adapters"
-        for checkpoint, slots in self.groups.items():
-            if cfg.distributed_backend == "ray":
-                break
+        # Ray mode: the learners are actors, built by _start_ray; these views stay empty
+        local_groups = self.groups if cfg.distributed_backend == "local" else {}
+        for checkpoint, slots in local_groups.items():
             learner = Learner(cfg, checkpoint, slots)
             self.learners[checkpoint] = learner
             if cfg.generation_backend == "vllm":
