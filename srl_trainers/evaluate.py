@@ -61,6 +61,7 @@ __all__ = [
     "GroupStats",
     "aevaluate",
     "evaluate",
+    "format_evaluation",
     "format_report",
     "main",
     "make_parser",
@@ -150,6 +151,9 @@ class EvaluationReport:
     population: GroupStats | None  # every agent of a trainable slot, pooled
     game: dict[str, float]  # survival_rate (+ ci), welfare (+ ci), ... (per game)
     stage: int | None = None  # the curriculum stage played (staged env), None: not staged
+    # what each LLM agent wrote in the first evaluation game, one text per turn: a figure
+    # says how often a team won, this says what it answers (greedy: every game's first round)
+    first_game: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=float))
@@ -461,6 +465,7 @@ async def _play(
     survived: list[float] = []
     welfare: list[float] = []
     env_figures: dict[str, list[float]] = defaultdict(list)
+    first_game: dict[str, list[str]] = {}
     try:
         for batch in range(batches):
             for env, state in played_states:  # every batch plays the same curriculum stage
@@ -468,6 +473,10 @@ async def _play(
             result = await players.rollout.play(
                 batch, coop, comp, evaluation=True, temperature=temperature
             )
+            if batch == 0:
+                for turn in result.turns:
+                    if turn.copy == 0:
+                        first_game.setdefault(turn.agent, []).append(turn.text)
             for c in range(copies):
                 raw = result.raw_totals[c]
                 outcomes = _outcomes(raw, teams)
@@ -535,6 +544,7 @@ async def _play(
         population=finished.get("population"),
         game=game,
         stage=_stage_of(played_states),
+        first_game=first_game,
     )
 
 
@@ -571,6 +581,24 @@ def _groups(players: Players) -> dict[str, _Accumulator]:
 # ---------------------------------------------------------------------- printing
 def _ci(ci: Sequence[float], digits: int = 2) -> str:
     return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def format_evaluation(summary: dict[str, Any]) -> str:
+    """One line of a trainer's evaluation summary (``MultiModelTrainer.evaluations``): the
+    population's win rate with its 95% interval, draws and invalid answers, then the greedy
+    figures when the evaluation also played greedily (``eval_greedy``)."""
+
+    def figures(e: dict[str, Any]) -> str:
+        low, high = e["win_ci"]
+        return (
+            f"win rate {e['win_rate']:.2f} [{low:.2f}, {high:.2f}], draws {e['draw_rate']:.2f}, "
+            f"invalid {e['invalid_rate']:.2f}"
+        )
+
+    line = figures(summary)
+    if "greedy" in summary:
+        line += f"; greedy: {figures(summary['greedy'])}"
+    return line
 
 
 def format_report(report: EvaluationReport) -> str:
@@ -610,6 +638,14 @@ def format_report(report: EvaluationReport) -> str:
         if key in game:
             parts.append(f"{key.replace('_per_round', '/round').replace('_', ' ')} {game[key]:.2f}")
     lines.append("  game: " + ", ".join(parts))
+    if report.first_game:
+        lines.append(
+            "  first game: "
+            + "; ".join(
+                f"{agent}: " + " | ".join(repr(t[:60]) for t in texts)
+                for agent, texts in report.first_game.items()
+            )
+        )
     return "\n".join(lines)
 
 

@@ -95,8 +95,13 @@ def test_untrained_config_report(tiny_model_path, tmp_path):
     assert "fields_won_per_round" in red.figures
     assert blue.invalid_rate == 0.0  # the scripted bot always answers validly
     assert report.population.agents == ["red_0", "red_1"]
+    # what the LLM agents wrote in the first game: one text per round, the bots not listed
+    assert sorted(report.first_game) == ["red_0", "red_1"]
+    assert all(len(texts) == 2 for texts in report.first_game.values())  # 2 rounds
+    assert all(t.startswith("ALLOCATE:") for texts in report.first_game.values() for t in texts)
     table = report.table()
     assert "model_0_tiny" in table and "team" in table and "welfare" in table
+    assert "first game: red_0: " in table
     json.dumps(report.to_dict())
 
 
