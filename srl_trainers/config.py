@@ -284,6 +284,20 @@ class MultiModelConfig:
         ge=0.0,
         le=10.0,
     )
+    eval_greedy: bool = _help(
+        "Every evaluation also plays its games greedily (T = 0), beside eval_temperature: "
+        "what a trained policy does when deployed with greedy decoding can differ from what "
+        "sampling shows (benchmarks/RESULTS.md, section 1). Logged as eval/greedy_*.",
+        default=False,
+    )
+    eval_interval: int = _help(
+        "Training episodes between held-out evaluations during training (eval_episodes "
+        "games each, as before and after training), logged as eval/* at that episode and "
+        "kept in the run's results and checkpoints: the learning curve on games that "
+        "training never plays. 0: before and after training only.",
+        default=0,
+        ge=0,
+    )
     log_dir: str = _help(
         "Where TensorBoard and JSONL logs go.", default="./runs", pattern=PATH_PATTERN
     )
@@ -627,6 +641,13 @@ class MultiModelConfig:
                 self.entropy_coef,
                 f"<= entropy_coef_max ({self.entropy_coef_max}) with entropy_target set: it is "
                 "the adaptive coefficient's starting value",
+            )
+        if self.eval_interval and not self.eval_episodes:
+            _fail(
+                "eval_interval",
+                self.eval_interval,
+                "0 with eval_episodes=0 (an evaluation during training plays eval_episodes "
+                "games: set eval_episodes > 0 as well)",
             )
         if self.selective_top_k is not None and self.selective_top_k > self.num_models:
             _fail(

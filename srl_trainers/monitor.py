@@ -310,6 +310,17 @@ class UnifiedMonitor:
             self._bar = None
         self._plain = None
 
+    def note(self, line: str) -> None:
+        """Print one line above the progress view (plain print without one)."""
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=self._out())
+        else:
+            out = self._out()
+            out.write(line + "\n")
+            out.flush()
+
     def print_table(self, rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
         """Print ``rows`` as an aligned plain-text table (when console output is on); return it."""
         table = format_table(rows, title)

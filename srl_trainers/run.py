@@ -192,6 +192,8 @@ def build_config(args: argparse.Namespace) -> MultiModelConfig:
 
 
 def _print_summary(trainer, results: dict[str, Any]) -> None:
+    from srl_trainers.evaluate import format_evaluation
+
     rows = []
     for pid, s in results["final_model_states"].items():
         # openskill's conservative rating (mu - 3 sigma) from the training games
@@ -214,17 +216,15 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
     if evaluation:
         first = next(iter(evaluation.values()))
         how = "greedy" if first["temperature"] == 0 else f"T = {first['temperature']:g}"
+        if "greedy" in first:
+            how += " and greedy"
         print(
             f"\nevaluation: the trained population on {first['games']} held-out games against "
             f"{first['opponent']}, {how} (95% intervals)"
         )
         for when, e in evaluation.items():
-            low, high = e["win_ci"]
-            print(
-                f"  {when:<7} (episode {e['episode']:>4}): win rate {e['win_rate']:.2f} "
-                f"[{low:.2f}, {high:.2f}], draws {e['draw_rate']:.2f}, "
-                f"invalid {e['invalid_rate']:.2f}"
-            )
+            label = when if when in ("before", "after") else "during"
+            print(f"  {label:<7} (episode {e['episode']:>4}): {format_evaluation(e)}")
     if results.get("log_dir"):
         print(
             f"logs:        {results['log_dir']}  (tensorboard --logdir {Path(results['log_dir']).parent})"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import random
 import signal
@@ -180,7 +181,8 @@ class MultiModelTrainer:
         self._history: dict[str, deque] = {}
         self._totals: dict[str, dict[str, float]] = {}
         self._last_metrics: dict[str, float] = {}
-        # eval_episodes > 0: "before" and "after" training (summaries of srl_trainers.evaluate)
+        # eval_episodes > 0: "before" and "after" training, and "episode N" every eval_interval
+        # episodes (summaries of srl_trainers.evaluate)
         self.evaluations: dict[str, dict[str, Any]] = {}
         self.runtime = None  # Ray mode: the actors (srl_trainers.distributed.RayRuntime)
         # the command that continues this run, for messages (the CLI sets it)
@@ -357,6 +359,14 @@ class MultiModelTrainer:
                             monitor.log_text(f"samples/{slot}", text, step=episode + 1)
                     monitor.update_progress(episode + 1, self._progress_summary())
                 if (
+                    cfg.eval_interval
+                    and (episode + 1) % cfg.eval_interval == 0
+                    and self.current_episode < cfg.max_episodes  # the last one is "after"
+                ):
+                    # before the checkpoint of this episode, so a resumed run has it
+                    when = f"episode {episode + 1}"
+                    self.evaluations[when] = await self._evaluate(f"at {when}")
+                if (
                     episode + 1
                 ) % cfg.save_interval == 0 or self.current_episode >= cfg.max_episodes:
                     self.save_checkpoint()
@@ -389,43 +399,58 @@ class MultiModelTrainer:
     async def _evaluate(self, when: str) -> dict[str, Any]:
         """The trainable population on ``eval_episodes`` held-out games (srl_trainers.evaluate,
         the config's opponent, ``eval_temperature``): a summary, also logged as ``eval/*``."""
-        from srl_trainers.evaluate import aevaluate
+        from srl_trainers.evaluate import aevaluate, format_evaluation
 
         cfg = self.config
-        how = "greedy" if cfg.eval_temperature == 0 else f"T = {cfg.eval_temperature:g}"
-        print(
-            f"srl: evaluating {when}: {cfg.eval_episodes} held-out games against "
-            f"{cfg.opponent_policy}, {how}",
-            flush=True,
-        )
-        report = await aevaluate(
-            self, num_episodes=cfg.eval_episodes, temperature=cfg.eval_temperature
-        )
-        group = report.population
-        summary = {
-            "episode": report.training_episode,
-            "games": report.num_episodes,
-            "opponent": report.opponent,
-            "temperature": report.temperature,
-            "win_rate": group.win_rate,
-            "win_ci": list(group.win_ci),
-            "draw_rate": group.draw_rate,
-            "invalid_rate": group.invalid_rate,
-            "mean_return": group.mean_return,
-            "seconds": report.seconds,
-        }
         monitor = self._ensure_monitor()
-        if monitor is not None:
-            monitor.log(
+        say = monitor.note if monitor is not None else functools.partial(print, flush=True)
+        how = "greedy" if cfg.eval_temperature == 0 else f"T = {cfg.eval_temperature:g}"
+        if cfg.eval_greedy and cfg.eval_temperature != 0:
+            how += " and greedy"
+        say(
+            f"srl: evaluating {when}: {cfg.eval_episodes} held-out games against "
+            f"{cfg.opponent_policy}, {how}"
+        )
+        temperatures = {"": cfg.eval_temperature}
+        if cfg.eval_greedy and cfg.eval_temperature != 0:
+            temperatures["greedy"] = 0.0
+        summary: dict[str, Any] = {}
+        logged: dict[str, float] = {}
+        for key, temperature in temperatures.items():
+            report = await aevaluate(self, num_episodes=cfg.eval_episodes, temperature=temperature)
+            group = report.population
+            figures = {
+                "win_rate": group.win_rate,
+                "win_ci": list(group.win_ci),
+                "draw_rate": group.draw_rate,
+                "invalid_rate": group.invalid_rate,
+                "mean_return": group.mean_return,
+            }
+            prefix = f"eval/{key}_" if key else "eval/"
+            logged.update(
                 {
-                    "eval/win_rate": group.win_rate,
-                    "eval/win_ci_low": group.win_ci[0],
-                    "eval/win_ci_high": group.win_ci[1],
-                    "eval/invalid_rate": group.invalid_rate,
-                    "eval/mean_return": group.mean_return,
-                },
-                step=report.training_episode,
+                    f"{prefix}win_rate": group.win_rate,
+                    f"{prefix}win_ci_low": group.win_ci[0],
+                    f"{prefix}win_ci_high": group.win_ci[1],
+                    f"{prefix}invalid_rate": group.invalid_rate,
+                    f"{prefix}mean_return": group.mean_return,
+                }
             )
+            if key:  # the greedy figures beside the eval_temperature ones
+                summary[key] = {"temperature": temperature, **figures}
+                summary["seconds"] += report.seconds
+            else:
+                summary.update(
+                    episode=report.training_episode,
+                    games=report.num_episodes,
+                    opponent=report.opponent,
+                    temperature=report.temperature,
+                    **figures,
+                    seconds=report.seconds,
+                )
+        if monitor is not None:
+            monitor.log(logged, step=summary["episode"])
+        say(f"srl: {when}: {format_evaluation(summary)}")
         return summary
 
     def train_sync(self) -> dict[str, Any]:

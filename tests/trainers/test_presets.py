@@ -140,3 +140,63 @@ def test_the_default_run_evaluates_before_and_after_and_a_resume_keeps_before(
     out = capsys.readouterr().out
     assert "evaluating before training" not in out
     assert "before  (episode    0)" in out and "after   (episode    3)" in out
+
+
+def _train_rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    return [
+        {k: v for k, v in r.items() if not k.startswith(("eval/", "perf/")) and k != "time"}
+        for r in rows
+        if "eval/win_rate" not in r
+    ]
+
+
+def test_evaluations_during_training_log_a_greedy_curve_and_change_no_training(
+    tiny_model_path, tmp_path, capsys, one_thread
+):
+    base = tmp_path / "plain"
+    args = _tiny_preset_args(tiny_model_path, base, "--max-episodes", "4", "--save-interval", "2")
+    assert main(args) == 0
+    out = tmp_path / "evals"
+    argv = [
+        *_tiny_preset_args(tiny_model_path, out, "--max-episodes", "4", "--save-interval", "2"),
+        "--eval-interval",
+        "2",
+        "--eval-greedy",
+        "true",
+    ]
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert (
+        "srl: evaluating at episode 2: 4 held-out games against heuristic, T = 0.7 and greedy"
+        in (text)
+    )
+    assert "srl: at episode 2: win rate" in text and "; greedy: win rate" in text
+    # the summary: before, the one during training (the last one is "after"), after
+    lines = [line for line in text.splitlines() if "(episode " in line]
+    assert [line.split()[0] for line in lines] == ["before", "during", "after"]
+    assert all("; greedy: win rate" in line for line in lines)
+    (run_dir,) = (out / "runs").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    greedy = [r for r in rows if "eval/greedy_win_rate" in r]
+    assert [r["step"] for r in greedy] == [0, 2, 4]
+    assert all(
+        0
+        <= r["eval/greedy_win_ci_low"]
+        <= r["eval/greedy_win_rate"]
+        <= r["eval/greedy_win_ci_high"]
+        for r in greedy
+    )
+    # the checkpoint of episode 2 holds the evaluation of episode 2 (made before it was saved)
+    state = json.loads((out / "ckpt/checkpoint_000002/trainer_state.json").read_text())
+    assert sorted(state["evaluations"]) == ["before", "episode 2"]
+    assert state["evaluations"]["episode 2"]["greedy"]["temperature"] == 0.0
+    # evaluating restores every RNG and plays its own seeds: training is the same, step by step
+    (plain_dir,) = (base / "runs").iterdir()
+    assert _train_rows(run_dir) == _train_rows(plain_dir)
+
+
+def test_an_evaluation_interval_without_evaluation_games_is_named():
+    with pytest.raises(ConfigError, match=r"eval_interval=5 is not allowed.*eval_episodes > 0"):
+        MultiModelConfig(eval_interval=5, eval_episodes=0).validate()
