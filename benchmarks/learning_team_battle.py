@@ -6,8 +6,8 @@ team battle. Does the team's win rate rise within a CPU budget?
     python -m benchmarks.learning_team_battle --quick        # smoke run, tiny random model
 
 Red (``red_0..red_3``) is played by four LoRA adapters on one SmolLM2-135M base, trained
-with GRPO and SYNCHRONIZED updates (gradients averaged over the four slots, so they stay
-one shared policy trained on four agents' turns); blue is a scripted team, by default the
+with GRPO, each slot on its own agent's turns (ASYNCHRONOUS updates; the preset says why not
+one shared policy); blue is a scripted team, by default the
 ``heuristic`` equal split (2 troops per field: 8 per field for the team), with
 ``--opponent`` the ``concentrate`` bot (each player piles its troops on a random 3 of the 5
 fields) or ``random``. Rewards are the team's (cooperation 1.0). The untrained population is
@@ -15,8 +15,10 @@ evaluated first (fresh adapters equal the base model), then the population train
 ``--minutes``, then it is evaluated again on the same evaluation seeds: against the
 trained-against team sampled at temperature 0.7 and greedy, and greedy against the other
 two bots. Against the heuristic the game is deterministic, so greedy decoding replays one
-game there. Output: a table, ``learning_team_battle.json`` (every report) and
-``learning_team_battle.png`` (learning curves) in ``--out``.
+game there. Output: a table, the training curve's stability (its 10-episode mean: where it
+first passed 0.5 and its largest fall after that), the four greedy answers after training,
+``learning_team_battle.json`` (every report) and ``learning_team_battle.png`` (learning
+curves) in ``--out``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from benchmarks.common import (
     budget,
     checkpoint_dir,
     ci,
+    curve_stability,
     make_parser,
+    metric_series,
     model_fields,
     output_dirs,
     print_table,
@@ -134,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     print(reports[f"after/{args.opponent}/T0.7"].table(), flush=True)
 
     episodes, minutes = results["total_episodes"], results["training_time"] / 60
+    strategy = config.weight_update_strategy
     table = print_table(
-        f"\n{NAME}: team red (4 SmolLM2 LoRA slots, GRPO, synchronized) vs scripted teams "
+        f"\n{NAME}: team red ({config.num_models} SmolLM2 LoRA slots, GRPO, {strategy}) vs scripted teams "
         f"(T = evaluation temperature, 0 = greedy); training: {episodes} episodes in {minutes:.1f} min vs {args.opponent}",
         [
             "evaluation",
@@ -159,12 +164,24 @@ def main(argv: list[str] | None = None) -> int:
         title=f"{NAME}: training curves vs {args.opponent}",
     )
     print(f"learning curves: {png}")
+    # the training curve (T = 1 sampling, the trained-against team): did it hold once it rose?
+    curve = curve_stability(metric_series(results["log_dir"], "model/model_", "/win_rate"))
+    print(
+        f"training win rate ({curve['window']}-episode mean): first above {curve['level']} at "
+        f"episode {curve['first_above']}, then at most {curve['max_drop']:.2f} below its peak; "
+        f"final {curve['final']:.2f}"
+    )
+    greedy = reports.get(f"after/{args.opponent}/T0")
+    if greedy is not None:  # the one answer per agent that greedy decoding plays
+        answers = ", ".join(f"{a}: {t[0]!r}" for a, t in greedy.first_game.items() if t)
+        print(f"greedy answers after training (first game): {answers}")
     write_json(
         out / f"{NAME}.json",
         argv,
         {
             "config": config.to_dict(),
             "training": {k: results[k] for k in ("total_episodes", "training_time")},
+            "curve": curve,
             "table": table,
             "reports": {k: r.to_dict() for k, r in reports.items()},
         },

@@ -72,7 +72,9 @@ def test_train_episodes_replaces_the_minutes_budget():
         (
             "learning_team_battle",
             ["--format-penalty", "1.0"],
-            lambda data: data["config"]["env_kwargs"]["format_penalty"] == 1.0,
+            lambda data: data["config"]["env_kwargs"]["format_penalty"] == 1.0
+            and len(data["curve"]["moving_average"]) == data["training"]["total_episodes"]
+            and set(data["reports"]["after/heuristic/T0"]["first_game"]) == {"red_0", "red_1"},
         ),
         (
             "staged_curriculum",
@@ -90,6 +92,20 @@ def test_quick_run_with_setting_options(name, extra, check, tmp_path):
     module = importlib.import_module(f"benchmarks.{name}")
     assert module.main(["--quick", "--out", str(tmp_path), *extra]) == 0
     assert check(json.loads((tmp_path / f"{name}.json").read_text()))
+
+
+def test_curve_stability_finds_the_rise_and_the_fall_after_it():
+    from benchmarks.common import curve_stability
+
+    # 4-episode means: 0.0, rising past 0.5 at episode 6, peak 1.0 (episodes 7-8), then 0.0
+    values = [0.0] * 3 + [1.0] * 5 + [0.0] * 2 + [1.0] * 2 + [0.0] * 5
+    c = curve_stability(values, window=4)
+    assert c["moving_average"][:4] == [0.0, 0.0, 0.0, 0.25]
+    assert c["first_above"] == 6  # (1 + 1 + 1 + 0) / 4 after episode 6 (1-based)
+    assert c["max_drop"] == pytest.approx(1.0)
+    assert c["final"] == 0.0
+    never = curve_stability([0.1, 0.2, 0.3], window=2)
+    assert never["first_above"] is None and never["max_drop"] == 0.0
 
 
 def test_commons_opponents_put_the_two_bots_on_player_2_and_3():
