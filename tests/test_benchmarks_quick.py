@@ -72,9 +72,11 @@ def test_train_episodes_replaces_the_minutes_budget():
         (
             "learning_team_battle",
             ["--format-penalty", "1.0"],
-            lambda data: data["config"]["env_kwargs"]["format_penalty"] == 1.0
-            and len(data["curve"]["moving_average"]) == data["training"]["total_episodes"]
-            and set(data["reports"]["after/heuristic/T0"]["first_game"]) == {"red_0", "red_1"},
+            lambda data: (
+                data["config"]["env_kwargs"]["format_penalty"] == 1.0
+                and len(data["curve"]["moving_average"]) == data["training"]["total_episodes"]
+                and set(data["reports"]["after/heuristic/T0"]["first_game"]) == {"red_0", "red_1"}
+            ),
         ),
         (
             "staged_curriculum",
@@ -248,3 +250,22 @@ def test_prefix_sharing_reports_what_each_env_shares(capsys):
         if r["round"] == 1:  # 4 copies of one prompt: the prefix once + 1 token per row
             assert r["saved"] > 0.6
     assert "saved" in capsys.readouterr().out
+
+
+def test_team_battle_ceiling_uses_the_envs_bots_and_rule(capsys):
+    import numpy as np
+
+    from benchmarks.team_battle_ceiling import UNTRAINED, blue_totals, main, team_totals, win_rates
+
+    red = team_totals(40, 5)
+    assert (red.sum(1) == 40).all() and (np.diff(red, axis=1) <= 0).all()
+    assert len({tuple(r) for r in red.tolist()}) == len(red)
+    # the equal split is 8 on every field: four times the prompt's example draws (2 won, 2
+    # lost), 3,3,3,1,0 four times (12, 12, 12, 4, 0) takes three fields and wins
+    equal = blue_totals("heuristic", 5, seed=0)
+    assert (equal == 8).all()
+    rates = win_rates(np.array([UNTRAINED, (12, 12, 12, 4, 0)]), equal)
+    assert rates.tolist() == [0.0, 1.0]
+    assert (blue_totals("concentrate", 20, seed=0).sum(1) == 40).all()
+    assert main(["--games", "50"]) == 0
+    assert "best against concentrate and random together" in capsys.readouterr().out
