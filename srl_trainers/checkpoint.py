@@ -13,7 +13,8 @@ atomic, ordered and rotated:
   ``"latest"`` falls back to the newest checkpoint that verifies, logging a warning for
   each one it skips.
 * Order is by the ``episode`` in the metadata (then save time), never by mtime; newest last.
-* ``max_checkpoints`` newest complete checkpoints are kept; ``-1`` keeps all of them.
+* ``max_checkpoints`` newest complete checkpoints are kept; ``-1`` keeps all of them. The
+  ids in ``protected`` (the trainer's best checkpoint) are kept besides them.
 * ``LATEST`` (a one-line text file, replaced atomically) names the last saved id for humans
   and shell tools; :meth:`CheckpointManager.resolve` does not trust it and scans instead.
 
@@ -254,6 +255,8 @@ class CheckpointManager:
             )
         self.checkpoint_dir = Path(checkpoint_dir)
         self.max_checkpoints = max_checkpoints
+        # ids that rotation leaves alone (the trainer's best checkpoint), beside the newest
+        self.protected: set[str] = set()
 
     # ------------------------------------------------------------------ save
     def save(
@@ -348,7 +351,7 @@ class CheckpointManager:
         for cid in ids:
             if excess <= 0:
                 break
-            if cid == keep:
+            if cid == keep or cid in self.protected:
                 continue
             self.delete(cid)
             excess -= 1

@@ -298,6 +298,14 @@ class MultiModelConfig:
         default=0,
         ge=0,
     )
+    keep_best_checkpoint: bool = _help(
+        "With eval_interval: whenever an evaluation (during or after training) beats every "
+        "earlier one, the run saves a checkpoint at that episode, if it has none, and keeps "
+        "it out of max_checkpoints' rotation; the score is the greedy win rate with "
+        "eval_greedy, else the eval_temperature one (a tie keeps the earlier checkpoint). The "
+        "results and the summary name it (best_checkpoint); evaluate or serve it by its id.",
+        default=False,
+    )
     log_dir: str = _help(
         "Where TensorBoard and JSONL logs go.", default="./runs", pattern=PATH_PATTERN
     )
@@ -648,6 +656,13 @@ class MultiModelConfig:
                 self.eval_interval,
                 "0 with eval_episodes=0 (an evaluation during training plays eval_episodes "
                 "games: set eval_episodes > 0 as well)",
+            )
+        if self.keep_best_checkpoint and not self.eval_interval:
+            _fail(
+                "keep_best_checkpoint",
+                self.keep_best_checkpoint,
+                "False with eval_interval=0 (the best checkpoint is chosen by the evaluations "
+                "during training: set eval_interval > 0 and eval_episodes > 0)",
             )
         if self.selective_top_k is not None and self.selective_top_k > self.num_models:
             _fail(

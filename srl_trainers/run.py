@@ -232,6 +232,14 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
     last = results["checkpoints_saved"][-1] if results["checkpoints_saved"] else None
     if last:
         print(f"checkpoint:  {Path(results['checkpoint_dir']) / last}")
+    best = results.get("best_checkpoint")
+    if best:
+        how = "greedy" if best["temperature"] == 0 else f"T = {best['temperature']:g}"
+        print(
+            f"best:        {Path(results['checkpoint_dir']) / best['checkpoint_id']}  (episode "
+            f"{best['episode']}: win rate {best['win_rate']:.2f} {how}, the highest of the "
+            "evaluations)"
+        )
 
 
 def _resume_command(argv: list[str]) -> str:

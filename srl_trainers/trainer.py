@@ -184,6 +184,8 @@ class MultiModelTrainer:
         # eval_episodes > 0: "before" and "after" training, and "episode N" every eval_interval
         # episodes (summaries of srl_trainers.evaluate)
         self.evaluations: dict[str, dict[str, Any]] = {}
+        # keep_best_checkpoint: the best evaluation's checkpoint_id, episode, win_rate, temperature
+        self.best: dict[str, Any] | None = None
         self.runtime = None  # Ray mode: the actors (srl_trainers.distributed.RayRuntime)
         # the command that continues this run, for messages (the CLI sets it)
         self.resume_command: str | None = None
@@ -366,9 +368,14 @@ class MultiModelTrainer:
                     # before the checkpoint of this episode, so a resumed run has it
                     when = f"episode {episode + 1}"
                     self.evaluations[when] = await self._evaluate(f"at {when}")
+                    new_best = self._is_best(self.evaluations[when])
+                else:
+                    new_best = False
                 if (
-                    episode + 1
-                ) % cfg.save_interval == 0 or self.current_episode >= cfg.max_episodes:
+                    new_best
+                    or (episode + 1) % cfg.save_interval == 0
+                    or self.current_episode >= cfg.max_episodes
+                ):
                     self.save_checkpoint()
             if self._stop_requested and (
                 not self.checkpoints_saved
@@ -383,6 +390,9 @@ class MultiModelTrainer:
             if monitor is not None:
                 monitor.close_progress()
             self.evaluations["after"] = await self._evaluate("after training")
+            if cfg.keep_best_checkpoint and self.checkpoints_saved:
+                self._is_best(self.evaluations["after"])  # the last checkpoint is this one's
+                self._protect_best()
         return {
             "evaluation": dict(self.evaluations),
             "training_completed": completed,
@@ -392,9 +402,32 @@ class MultiModelTrainer:
             "training_metrics": dict(self._last_metrics),
             "final_model_states": self.get_model_performance_summary(),
             "checkpoints_saved": list(self.checkpoints_saved),
+            "best_checkpoint": dict(self.best) if self.best else None,
             "checkpoint_dir": str(Path(cfg.checkpoint_dir).resolve()),
             "log_dir": str(monitor.run_dir) if monitor is not None else None,
         }
+
+    def _is_best(self, summary: dict[str, Any]) -> bool:
+        """With keep_best_checkpoint: whether this evaluation beats every earlier one; if it
+        does, it becomes ``self.best`` (its checkpoint is the one of its episode, which the
+        caller saves)."""
+        if not self.config.keep_best_checkpoint:
+            return False
+        scored = summary.get("greedy", summary)
+        score = scored["win_rate"]
+        if self.best is not None and score <= self.best["win_rate"]:
+            return False
+        self.best = {
+            "checkpoint_id": checkpoint_id_for(summary["episode"]),
+            "episode": summary["episode"],
+            "win_rate": score,
+            "temperature": scored["temperature"],
+        }
+        return True
+
+    def _protect_best(self) -> None:
+        """Keep the best checkpoint out of rotation (the earlier best goes back into it)."""
+        self.checkpoints.protected = {self.best["checkpoint_id"]} if self.best else set()
 
     async def _evaluate(self, when: str) -> dict[str, Any]:
         """The trainable population on ``eval_episodes`` held-out games (srl_trainers.evaluate,
@@ -883,6 +916,7 @@ class MultiModelTrainer:
             "training_time": self.training_time,
             "summary": self.get_model_performance_summary(),
         }
+        self._protect_best()  # before save() rotates
         self.checkpoints.save(cid, write, metadata)
         if cid not in self.checkpoints_saved:
             self.checkpoints_saved.append(cid)
@@ -918,6 +952,7 @@ class MultiModelTrainer:
             },
             "ratings": self.ratings.state_dict(),
             "evaluations": self.evaluations,
+            "best_checkpoint": self.best,
             "league": (
                 None
                 if self.league is None
@@ -956,6 +991,8 @@ class MultiModelTrainer:
         self.ratings = Ratings()
         self.ratings.load_state_dict(state.get("ratings", {}))  # none in older checkpoints
         self.evaluations = dict(state.get("evaluations", {}))
+        self.best = state.get("best_checkpoint")  # none in older checkpoints
+        self._protect_best()
         if self.league is not None and state.get("league"):
             self.league.load_state_dict(state["league"])
             self.league.mark = int(state["league"]["mark"])

@@ -200,3 +200,70 @@ def test_evaluations_during_training_log_a_greedy_curve_and_change_no_training(
 def test_an_evaluation_interval_without_evaluation_games_is_named():
     with pytest.raises(ConfigError, match=r"eval_interval=5 is not allowed.*eval_episodes > 0"):
         MultiModelConfig(eval_interval=5, eval_episodes=0).validate()
+
+
+def test_the_best_evaluation_keeps_its_checkpoint_out_of_rotation(
+    tiny_model_path, tmp_path, capsys, one_thread
+):
+    argv = [
+        *_tiny_preset_args(tiny_model_path, tmp_path, "--max-episodes", "4"),
+        *("--eval-interval", "2", "--eval-greedy", "true", "--keep-best-checkpoint", "true"),
+        *("--save-interval", "10", "--max-checkpoints", "1"),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    state = json.loads((tmp_path / "ckpt/checkpoint_000004/trainer_state.json").read_text())
+    # the first evaluation during training is the first best, chosen by its greedy win rate
+    greedy = state["evaluations"]["episode 2"]["greedy"]
+    assert state["best_checkpoint"] == {
+        "checkpoint_id": "checkpoint_000002",
+        "episode": 2,
+        "win_rate": greedy["win_rate"],
+        "temperature": 0.0,
+    }
+    # saved when it was found (save_interval 10 would not have), kept beside the newest one
+    # although max_checkpoints is 1
+    kept = sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.startswith("check"))
+    assert kept == ["checkpoint_000002", "checkpoint_000004"]
+    # the evaluation after training competes too (the last checkpoint is its weights)
+    assert "best:        " + str(tmp_path / "ckpt" / "checkpoint_00000") in out
+
+
+def test_best_is_the_strictly_higher_score_greedy_first(tmp_path):
+    from srl_trainers import MultiModelTrainer
+
+    cfg = MultiModelConfig(
+        eval_episodes=4,
+        eval_interval=2,
+        keep_best_checkpoint=True,
+        checkpoint_dir=str(tmp_path / "c"),
+        log_dir=str(tmp_path / "r"),
+    )
+    trainer = MultiModelTrainer(cfg)
+
+    def summary(episode, win, greedy=None):
+        s = {"episode": episode, "win_rate": win, "temperature": 0.7}
+        if greedy is not None:
+            s["greedy"] = {"win_rate": greedy, "temperature": 0.0}
+        return s
+
+    assert trainer._is_best(summary(2, 0.5))
+    assert not trainer._is_best(summary(4, 0.5))  # a tie keeps the earlier one
+    assert trainer._is_best(summary(6, 0.75))
+    assert trainer.best == {
+        "checkpoint_id": "checkpoint_000006",
+        "episode": 6,
+        "win_rate": 0.75,
+        "temperature": 0.7,
+    }
+    trainer.best = None
+    assert trainer._is_best(summary(2, 0.9, greedy=0.1))
+    assert not trainer._is_best(summary(4, 1.0, greedy=0.1))  # the greedy score decides
+    assert trainer.best["temperature"] == 0.0
+
+
+def test_keep_best_checkpoint_without_an_interval_is_named():
+    with pytest.raises(
+        ConfigError, match=r"keep_best_checkpoint=True is not allowed.*eval_interval"
+    ):
+        MultiModelConfig(keep_best_checkpoint=True).validate()
