@@ -15,7 +15,9 @@ evaluated first (fresh adapters equal the base model), then the population train
 ``--minutes``, then it is evaluated again on the same evaluation seeds: against the
 trained-against team sampled at temperature 0.7 and greedy, and greedy against the other
 two bots. Against the heuristic the game is deterministic, so greedy decoding replays one
-game there. Output: a table, the training curve's stability (its 10-episode mean: where it
+game there. The trainer evaluates on 8 games every 10 episodes (the preset's eval_interval)
+and keeps the checkpoint of the best greedy evaluation; it is evaluated like the last one
+(the ``best/*`` rows). Output: a table, the training curve's stability (its 10-episode mean: where it
 first passed 0.5 and its largest fall after that), the four greedy answers after training,
 ``learning_team_battle.json`` (every report) and ``learning_team_battle.png`` (learning
 curves) in ``--out``.
@@ -24,6 +26,7 @@ curves) in ``--out``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from benchmarks.common import (
     budget,
@@ -43,8 +46,10 @@ from srl_trainers.presets import TEAM_BATTLE
 NAME = "learning_team_battle"
 # The preset (srl_trainers.presets.TEAM_BATTLE, where its settings are explained): the same
 # settings as `python -m srl_trainers.run` and examples/configs/team_battle.yaml, trained for
-# --minutes or --train-episodes; this script evaluates before and after training itself.
-CONFIG = {**TEAM_BATTLE, "max_episodes": 100_000, "eval_episodes": 0}
+# --minutes or --train-episodes. This script evaluates before and after training itself, on
+# --episodes games; the trainer's own evaluations (every eval_interval episodes, which choose
+# the best checkpoint) play 8 games each, and the best checkpoint is then evaluated here too.
+CONFIG = {**TEAM_BATTLE, "max_episodes": 100_000, "eval_episodes": 8}
 QUICK = dict(
     num_models=2,
     env_kwargs={**CONFIG["env_kwargs"], "team_size": 2},
@@ -136,6 +141,18 @@ def main(argv: list[str] | None = None) -> int:
             trainer, num_episodes=args.episodes, opponent=opponent, temperature=t
         )
     print(reports[f"after/{args.opponent}/T0.7"].table(), flush=True)
+    # the checkpoint of the best greedy evaluation during training (keep_best_checkpoint)
+    best = results.get("best_checkpoint")
+    if best is not None:
+        if best["episode"] == trainer.current_episode:  # the last one: the after figures
+            for opponent, t in evals:
+                reports[f"best/{opponent}/T{t:g}"] = reports[f"after/{opponent}/T{t:g}"]
+        else:
+            path = str(Path(results["checkpoint_dir"]) / best["checkpoint_id"])
+            for opponent, t in evals:
+                reports[f"best/{opponent}/T{t:g}"] = evaluate(
+                    path, num_episodes=args.episodes, opponent=opponent, temperature=t
+                )
 
     episodes, minutes = results["total_episodes"], results["training_time"] / 60
     strategy = config.weight_update_strategy
@@ -171,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         f"episode {curve['first_above']}, then at most {curve['max_drop']:.2f} below its peak; "
         f"final {curve['final']:.2f}"
     )
+    if best is not None:
+        print(
+            f"best checkpoint: episode {best['episode']} (greedy win rate {best['win_rate']:.2f} "
+            f"on {config.eval_episodes} games during training): the best/* rows"
+        )
     greedy = reports.get(f"after/{args.opponent}/T0")
     if greedy is not None:  # the one answer per agent that greedy decoding plays
         answers = ", ".join(f"{a}: {t[0]!r}" for a, t in greedy.first_game.items() if t)
@@ -180,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         {
             "config": config.to_dict(),
-            "training": {k: results[k] for k in ("total_episodes", "training_time")},
+            "training": {
+                k: results[k] for k in ("total_episodes", "training_time", "best_checkpoint")
+            },
             "curve": curve,
             "table": table,
             "reports": {k: r.to_dict() for k, r in reports.items()},

@@ -20,6 +20,12 @@ __all__ = ["PRESETS", "TEAM_BATTLE", "preset"]
 # 4v4 team battle: four SmolLM2 LoRA slots (red) against the scripted equal-split team.
 # One round per game (clean credit, short prompts), the action keyword prefilled, sampling at
 # T=1 for exploration, a high LoRA learning rate, one GRPO group of 8 copies per update.
+# - Each slot learns on its own agent's turns (asynchronous, distinct inits), not as one
+#   shared policy (synchronized): the four prompts differ only in the agent's name, so a
+#   shared policy learns one mixed strategy (the example 3,3,2,1,1 or a variant with more on
+#   field 3, about half each: four independent draws rarely all agree, and any mix wins) and
+#   greedy decoding, one answer for all four, draws every game. Separate slots settle into
+#   roles (one writes the variant, three the example), which wins greedily too.
 # - Advantages are NOT divided by the group's std (scale_rewards=False, as in Dr. GRPO): with
 #   the std, a group whose games all end alike turns the format penalty into unit-size
 #   advantages for the prompt's example answer, and the policy locks onto it.
@@ -32,8 +38,12 @@ __all__ = ["PRESETS", "TEAM_BATTLE", "preset"]
 #   bonus, a forward KL from the base at those numbers (number_kl_coef), and a small KL to
 #   the base (beta).
 # - A 0.5 format penalty pays for the format directly; it is learned within about 10 updates.
-# - The run ends with the untrained and the trained team evaluated on 32 held-out games at
-#   T = 0.7 (eval_episodes, eval_temperature): the summary shows both win rates.
+# - The untrained and the trained team play 32 held-out games at T = 0.7 and greedily
+#   (eval_episodes, eval_temperature, eval_greedy), and so does the team every 10 episodes
+#   (eval_interval); the checkpoint of the best greedy evaluation is kept
+#   (keep_best_checkpoint): a slot's greedy answer sits near a tie between two numbers and
+#   can flip within ten updates (one seed won every greedy game at episodes 30 and 40 and
+#   drew them all at 50).
 TEAM_BATTLE: dict[str, Any] = dict(
     env="team_battle",
     # one round per game: no teammate messages to read, so the prompt ends with the answer line
@@ -42,7 +52,7 @@ TEAM_BATTLE: dict[str, Any] = dict(
     opponent_policy="heuristic",
     training_mode="cooperative",
     cooperation_strength=1.0,
-    weight_update_strategy="synchronized",
+    weight_update_strategy="asynchronous",
     episode_length=1,
     batch_size=8,
     group_size=8,
@@ -62,6 +72,9 @@ TEAM_BATTLE: dict[str, Any] = dict(
     log_metrics_interval=1,
     eval_episodes=32,
     eval_temperature=0.7,
+    eval_greedy=True,
+    eval_interval=10,
+    keep_best_checkpoint=True,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {"team_battle": TEAM_BATTLE}

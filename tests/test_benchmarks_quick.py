@@ -76,6 +76,9 @@ def test_train_episodes_replaces_the_minutes_budget():
                 data["config"]["env_kwargs"]["format_penalty"] == 1.0
                 and len(data["curve"]["moving_average"]) == data["training"]["total_episodes"]
                 and set(data["reports"]["after/heuristic/T0"]["first_game"]) == {"red_0", "red_1"}
+                # 2 episodes, no evaluation during training: the best is the last checkpoint
+                and data["training"]["best_checkpoint"]["episode"] == 2
+                and data["reports"]["best/heuristic/T0"] == data["reports"]["after/heuristic/T0"]
             ),
         ),
         (

@@ -54,7 +54,7 @@ def test_the_yaml_example_and_the_benchmark_start_from_the_preset():
     assert {k: v for k, v in CONFIG.items() if k not in ("max_episodes", "eval_episodes")} == {
         k: v for k, v in TEAM_BATTLE.items() if k not in ("max_episodes", "eval_episodes")
     }
-    assert CONFIG["eval_episodes"] == 0  # the benchmark evaluates on its own
+    assert CONFIG["eval_episodes"] == 8  # its own evaluations play --episodes games
 
 
 def test_a_preset_is_a_copy_and_a_bad_name_is_named():
@@ -174,7 +174,7 @@ def test_evaluations_during_training_log_a_greedy_curve_and_change_no_training(
     )
     assert "srl: at episode 2: win rate" in text and "; greedy: win rate" in text
     # the summary: before, the one during training (the last one is "after"), after
-    lines = [line for line in text.splitlines() if "(episode " in line]
+    lines = [line for line in text.splitlines() if line.startswith("  ") and "(episode " in line]
     assert [line.split()[0] for line in lines] == ["before", "during", "after"]
     assert all("; greedy: win rate" in line for line in lines)
     (run_dir,) = (out / "runs").iterdir()
