@@ -302,7 +302,8 @@ class MultiModelConfig:
         "With eval_interval: whenever an evaluation (during or after training) beats every "
         "earlier one, the run saves a checkpoint at that episode, if it has none, and keeps "
         "it out of max_checkpoints' rotation; the score is the greedy win rate with "
-        "eval_greedy, else the eval_temperature one (a tie keeps the earlier checkpoint). The "
+        "eval_greedy, a tie broken by the eval_temperature one, else the eval_temperature "
+        "win rate (a full tie keeps the earlier checkpoint). The "
         "results and the summary name it (best_checkpoint); evaluate or serve it by its id.",
         default=False,
     )

@@ -184,7 +184,8 @@ class MultiModelTrainer:
         # eval_episodes > 0: "before" and "after" training, and "episode N" every eval_interval
         # episodes (summaries of srl_trainers.evaluate)
         self.evaluations: dict[str, dict[str, Any]] = {}
-        # keep_best_checkpoint: the best evaluation's checkpoint_id, episode, win_rate, temperature
+        # keep_best_checkpoint: the best evaluation's checkpoint_id, episode, win_rate,
+        # temperature, and score (the greedy and the eval_temperature win rate)
         self.best: dict[str, Any] | None = None
         self.runtime = None  # Ray mode: the actors (srl_trainers.distributed.RayRuntime)
         # the command that continues this run, for messages (the CLI sets it)
@@ -414,14 +415,17 @@ class MultiModelTrainer:
         if not self.config.keep_best_checkpoint:
             return False
         scored = summary.get("greedy", summary)
-        score = scored["win_rate"]
-        if self.best is not None and score <= self.best["win_rate"]:
+        # with eval_greedy, the eval_temperature win rate breaks a tie of greedy ones (a
+        # greedy win rate of 1.00 is often reached long before the sampled one peaks)
+        score = [scored["win_rate"], summary["win_rate"]]
+        if self.best is not None and score <= self.best["score"]:
             return False
         self.best = {
             "checkpoint_id": checkpoint_id_for(summary["episode"]),
             "episode": summary["episode"],
-            "win_rate": score,
+            "win_rate": scored["win_rate"],
             "temperature": scored["temperature"],
+            "score": score,
         }
         return True
 

@@ -215,11 +215,13 @@ def test_the_best_evaluation_keeps_its_checkpoint_out_of_rotation(
     state = json.loads((tmp_path / "ckpt/checkpoint_000004/trainer_state.json").read_text())
     # the first evaluation during training is the first best, chosen by its greedy win rate
     greedy = state["evaluations"]["episode 2"]["greedy"]
+    sampled = state["evaluations"]["episode 2"]["win_rate"]
     assert state["best_checkpoint"] == {
         "checkpoint_id": "checkpoint_000002",
         "episode": 2,
         "win_rate": greedy["win_rate"],
         "temperature": 0.0,
+        "score": [greedy["win_rate"], sampled],
     }
     # saved when it was found (save_interval 10 would not have), kept beside the newest one
     # although max_checkpoints is 1
@@ -255,11 +257,14 @@ def test_best_is_the_strictly_higher_score_greedy_first(tmp_path):
         "episode": 6,
         "win_rate": 0.75,
         "temperature": 0.7,
+        "score": [0.75, 0.75],
     }
     trainer.best = None
-    assert trainer._is_best(summary(2, 0.9, greedy=0.1))
-    assert not trainer._is_best(summary(4, 1.0, greedy=0.1))  # the greedy score decides
-    assert trainer.best["temperature"] == 0.0
+    assert trainer._is_best(summary(2, 0.9, greedy=0.5))
+    assert not trainer._is_best(summary(4, 1.0, greedy=0.25))  # the greedy score decides
+    assert trainer._is_best(summary(6, 0.95, greedy=0.5))  # a greedy tie: the sampled one
+    assert not trainer._is_best(summary(8, 0.95, greedy=0.5))  # a full tie keeps episode 6
+    assert (trainer.best["episode"], trainer.best["temperature"]) == (6, 0.0)
 
 
 def test_keep_best_checkpoint_without_an_interval_is_named():
