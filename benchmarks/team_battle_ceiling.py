@@ -25,6 +25,9 @@ from srl_envs.team_battle.bots import BOTS, read_game
 
 # the untrained team's greedy answer: four times the prompt's example 3,3,2,1,1
 UNTRAINED = (12, 12, 8, 4, 4)
+# the roles a team of separate slots learns against the equal split (benchmarks/RESULTS.md,
+# section 1): three times 3,3,2,1,1 and once 3,3,4,1,1, scaled down to 3,2,3,1,1
+ROLES = (12, 11, 9, 4, 4)
 
 
 def blue_totals(bot: str, games: int, seed: int) -> np.ndarray:
@@ -75,15 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     red = team_totals(40, 5)
     rates = {bot: win_rates(red, blue_totals(bot, args.games, args.seed)) for bot in BOTS}
     untrained = int(np.flatnonzero((red == UNTRAINED).all(1))[0])
+    roles = int(np.flatnonzero((red == sorted(ROLES, reverse=True)).all(1))[0])
     print(
         f"team battle: win rate of a fixed red team total (40 troops) against each scripted "
-        f"team, {args.games} games each, seed {args.seed}; {len(red)} totals tried"
+        f"team (untrained greedy {UNTRAINED}, learned roles {ROLES}), {args.games} games each, seed {args.seed}; {len(red)} totals tried"
     )
-    print(f"  {'blue team':<12} {'untrained greedy':>17} {'best fixed':>11}  best totals")
+    print(
+        f"  {'blue team':<12} {'untrained greedy':>17} {'learned roles':>14} {'best fixed':>11}"
+        "  best totals"
+    )
     for bot, rate in rates.items():
         best = int(rate.argmax())
         print(
-            f"  {bot:<12} {rate[untrained]:>17.3f} {rate[best]:>11.3f}  {tuple(red[best].tolist())}"
+            f"  {bot:<12} {rate[untrained]:>17.3f} {rate[roles]:>14.3f} {rate[best]:>11.3f}  "
+            f"{tuple(red[best].tolist())}"
         )
     both = rates["concentrate"] + rates["random"]
     best = int(both.argmax())
