@@ -325,14 +325,7 @@ class UnifiedMonitor:
         """Print ``rows`` as an aligned plain-text table (when console output is on); return it."""
         table = format_table(rows, title)
         if self.console:
-            if self._bar is not None:
-                from tqdm import tqdm
-
-                tqdm.write(table, file=self._out())
-            else:
-                out = self._out()
-                out.write(table + "\n")
-                out.flush()
+            self.note(table)
         return table
 
     def __repr__(self) -> str:
