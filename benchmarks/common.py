@@ -196,10 +196,9 @@ def curve_stability(values: Sequence[float], *, window: int = 10, level: float =
     ``window``-episode moving average, the episode where that average first passed ``level``
     (None: never), and the largest fall of the average below its running peak after that
     (the collapse a learning benchmark's goal bounds)."""
-    avg = [
-        sum(values[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1))
-        for i in range(len(values))
-    ]
+    from srl_trainers.plot import moving_average
+
+    avg = moving_average(values, window)
     first = next((i for i, v in enumerate(avg) if v > level), None)
     drop, peak = 0.0, float("-inf")
     if first is not None:
@@ -214,18 +213,6 @@ def curve_stability(values: Sequence[float], *, window: int = 10, level: float =
         "final": avg[-1] if avg else None,
         "moving_average": avg,
     }
-
-
-def metric_series(log_dir: str | Path, prefix: str, suffix: str) -> list[float]:
-    """Per logged step, the mean of the metrics ``prefix*suffix`` of a run's ``metrics.jsonl``
-    (e.g. the training win rate of every LoRA slot)."""
-    series = []
-    for line in (Path(log_dir) / "metrics.jsonl").open():
-        row = json.loads(line)
-        values = [v for k, v in row.items() if k.startswith(prefix) and k.endswith(suffix)]
-        if values and not any(k.startswith("eval/") for k in row):
-            series.append(sum(values) / len(values))
-    return series
 
 
 def machine() -> str:

@@ -34,7 +34,6 @@ from benchmarks.common import (
     ci,
     curve_stability,
     make_parser,
-    metric_series,
     model_fields,
     output_dirs,
     print_table,
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     out, work = output_dirs(args)
     from srl_trainers import MultiModelConfig, MultiModelTrainer
     from srl_trainers.evaluate import evaluate
-    from srl_trainers.plot import plot_runs
+    from srl_trainers.plot import metric_curve, plot_runs
 
     fields = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
     if args.quick:
@@ -182,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"learning curves: {png}")
     # the training curve (T = 1 sampling, the trained-against team): did it hold once it rose?
-    curve = curve_stability(metric_series(results["log_dir"], "model/model_", "/win_rate"))
+    _, win_rates = metric_curve(results["log_dir"], "model/model_*/win_rate")
+    curve = curve_stability(win_rates)
     print(
         f"training win rate ({curve['window']}-episode mean): first above {curve['level']} at "
         f"episode {curve['first_above']}, then at most {curve['max_drop']:.2f} below its peak; "

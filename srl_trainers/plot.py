@@ -22,7 +22,15 @@ from typing import Any
 
 from srl_trainers.monitor import METRICS_FILE, read_metrics
 
-__all__ = ["DEFAULT_KEYS", "main", "make_parser", "plot_metrics", "plot_runs"]
+__all__ = [
+    "DEFAULT_KEYS",
+    "main",
+    "make_parser",
+    "metric_curve",
+    "moving_average",
+    "plot_metrics",
+    "plot_runs",
+]
 
 DEFAULT_KEYS = ("model/*/avg_reward", "model/*/win_rate", "env/invalid_rate", "train/loss")
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -60,7 +68,7 @@ def _mean_series(records: list[dict[str, Any]], keys: list[str]) -> tuple[list[f
     return steps, [sum(sums[s]) / len(sums[s]) for s in steps]
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def moving_average(values: Sequence[float], window: int) -> list[float]:
     """Trailing moving average over ``window`` points (shorter at the start)."""
     out, acc = [], 0.0
     for i, v in enumerate(values):
@@ -69,6 +77,14 @@ def _smooth(values: list[float], window: int) -> list[float]:
             acc -= values[i - window]
         out.append(acc / min(i + 1, window))
     return out
+
+
+def metric_curve(run_dir_or_jsonl: PathLike, pattern: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of a run's metric: at each step the mean over the keys that ``pattern``
+    matches (a name, or a glob such as ``"model/model_*/win_rate"``: every LoRA slot's)."""
+    records = read_metrics(_metrics_file(run_dir_or_jsonl))
+    names = sorted({k for rec in records for k in rec})
+    return _mean_series(records, _match(pattern, names))
 
 
 def _match(pattern: str, names: Sequence[str]) -> list[str]:
@@ -142,7 +158,7 @@ def _plot(
             style = {"color": f"C{i % 10}", "linestyle": LINE_STYLES[i // 10 % len(LINE_STYLES)]}
             if smooth > 1 and len(values) > 1:
                 ax.plot(steps, values, alpha=0.25, linewidth=1, **style)
-                ax.plot(steps, _smooth(values, smooth), label=name, linewidth=1.8, **style)
+                ax.plot(steps, moving_average(values, smooth), label=name, linewidth=1.8, **style)
             else:
                 ax.plot(
                     steps,
