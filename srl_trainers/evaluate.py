@@ -60,6 +60,7 @@ __all__ = [
     "EvaluationReport",
     "GroupStats",
     "aevaluate",
+    "decoding_label",
     "evaluate",
     "format_evaluation",
     "format_report",
@@ -581,6 +582,11 @@ def _groups(players: Players) -> dict[str, _Accumulator]:
 # ---------------------------------------------------------------------- printing
 def _ci(ci: Sequence[float], digits: int = 2) -> str:
     return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def decoding_label(temperature: float) -> str:
+    """``"greedy"`` for temperature 0, else ``"T = 0.7"``: how a summary names its decoding."""
+    return "greedy" if temperature == 0 else f"T = {temperature:g}"
 
 
 def format_evaluation(summary: dict[str, Any]) -> str:

@@ -192,7 +192,7 @@ def build_config(args: argparse.Namespace) -> MultiModelConfig:
 
 
 def _print_summary(trainer, results: dict[str, Any]) -> None:
-    from srl_trainers.evaluate import format_evaluation
+    from srl_trainers.evaluate import decoding_label, format_evaluation
 
     rows = []
     for pid, s in results["final_model_states"].items():
@@ -215,9 +215,7 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
     evaluation = results.get("evaluation") or {}
     if evaluation:
         first = next(iter(evaluation.values()))
-        how = "greedy" if first["temperature"] == 0 else f"T = {first['temperature']:g}"
-        if "greedy" in first:
-            how += " and greedy"
+        how = decoding_label(first["temperature"]) + (" and greedy" if "greedy" in first else "")
         print(
             f"\nevaluation: the trained population on {first['games']} held-out games against "
             f"{first['opponent']}, {how} (95% intervals)"
@@ -234,11 +232,10 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
         print(f"checkpoint:  {Path(results['checkpoint_dir']) / last}")
     best = results.get("best_checkpoint")
     if best:
-        how = "greedy" if best["temperature"] == 0 else f"T = {best['temperature']:g}"
         print(
             f"best:        {Path(results['checkpoint_dir']) / best['checkpoint_id']}  (episode "
-            f"{best['episode']}: win rate {best['win_rate']:.2f} {how}, the highest of the "
-            "evaluations)"
+            f"{best['episode']}: win rate {best['win_rate']:.2f} "
+            f"{decoding_label(best['temperature'])}, the highest of the evaluations)"
         )
 
 

@@ -436,21 +436,19 @@ class MultiModelTrainer:
     async def _evaluate(self, when: str) -> dict[str, Any]:
         """The trainable population on ``eval_episodes`` held-out games (srl_trainers.evaluate,
         the config's opponent, ``eval_temperature``): a summary, also logged as ``eval/*``."""
-        from srl_trainers.evaluate import aevaluate, format_evaluation
+        from srl_trainers.evaluate import aevaluate, decoding_label, format_evaluation
 
         cfg = self.config
         monitor = self._ensure_monitor()
         say = monitor.note if monitor is not None else functools.partial(print, flush=True)
-        how = "greedy" if cfg.eval_temperature == 0 else f"T = {cfg.eval_temperature:g}"
+        temperatures = {"": cfg.eval_temperature}
         if cfg.eval_greedy and cfg.eval_temperature != 0:
-            how += " and greedy"
+            temperatures["greedy"] = 0.0
+        how = " and ".join(decoding_label(t) for t in temperatures.values())
         say(
             f"srl: evaluating {when}: {cfg.eval_episodes} held-out games against "
             f"{cfg.opponent_policy}, {how}"
         )
-        temperatures = {"": cfg.eval_temperature}
-        if cfg.eval_greedy and cfg.eval_temperature != 0:
-            temperatures["greedy"] = 0.0
         summary: dict[str, Any] = {}
         logged: dict[str, float] = {}
         for key, temperature in temperatures.items():
