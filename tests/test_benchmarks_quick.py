@@ -270,5 +270,21 @@ def test_team_battle_ceiling_uses_the_envs_bots_and_rule(capsys):
     rates = win_rates(np.array([UNTRAINED, (12, 12, 12, 4, 0)]), equal)
     assert rates.tolist() == [0.0, 1.0]
     assert (blue_totals("concentrate", 20, seed=0).sum(1) == 40).all()
+    # the vectorised rule is the env's: four copies of one answer against four bot answers
+    from srl_envs.team_battle import TeamBattleEnv
+    from srl_envs.team_battle.bots import BOTS
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mine = np.bincount(rng.integers(0, 5, size=10), minlength=5)  # 10 troops
+        env = TeamBattleEnv(message_max_chars=0)
+        obs, _ = env.reset(seed=0)
+        bots = [BOTS["random"](seed=int(rng.integers(1000))) for _ in range(4)]
+        answers = {f"blue_{i}": b.act(obs["blue_0"]) for i, b in enumerate(bots)}
+        blue = sum(np.array([int(t) for t in a.split(":")[1].split(",")]) for a in answers.values())
+        answers.update({f"red_{i}": "ALLOCATE: " + ",".join(map(str, mine)) for i in range(4)})
+        _, _, _, _, infos = env.step(answers)
+        won = infos["red_0"]["fields_won"] > infos["blue_0"]["fields_won"]
+        assert win_rates((4 * mine)[None, :], blue[None, :])[0] == won
     assert main(["--games", "50"]) == 0
     assert "best against concentrate and random together" in capsys.readouterr().out
