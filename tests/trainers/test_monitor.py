@@ -331,8 +331,14 @@ def test_plot_metrics_default_keys(tmp_path):
         plot.plot_metrics(run, tmp_path / "n.png", keys=["nope/*"])
 
 
-def test_plot_helpers():
-    assert plot._smooth([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+def test_plot_helpers(tmp_path):
+    assert plot.moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+    # a run's metric averaged over the keys a glob matches, step by step (NaN steps left out)
+    run = _fake_run(tmp_path, "c", n=4)
+    steps, values = plot.metric_curve(run, "model/model_*/avg_reward")
+    assert steps == [0, 1, 2, 3]
+    assert values == pytest.approx([(math.sin(s / 3) + s / 4) / 2 for s in range(4)])
+    assert plot.metric_curve(run / "metrics.jsonl", "env/invalid_rate") == ([0, 1, 2], [0.1] * 3)
     recs = [{"step": 0, "a": 1.0}, {"step": 1, "a": None}, {"step": 2, "a": 3.0}]
     assert plot._series(recs, "a") == ([0, 2], [1.0, 3.0])
     assert plot._label("model/*/avg_reward") == "avg reward (per model)"
