@@ -342,6 +342,14 @@ class MultiModelConfig:
         default="heuristic",
         min_len=1,
     )
+    opponent_mix: list[str] = _help(
+        "Training against several opponents: each training episode, the agents that "
+        "opponent_policy plays are played by one of these (scripted bots of the env or "
+        "'base'), drawn uniformly from the run's seed and the episode number (a resumed run "
+        "draws the same). The evaluations during training play each of them (eval/<name>/*) "
+        "and keep_best_checkpoint scores their mean; [] (default): opponent_policy always.",
+        default_factory=list,
+    )
     opponent_sampling: Literal["fixed", "latest", "uniform", "pfsp"] = _help(
         "Who plays the agents without a slot each episode: 'fixed' (opponent_policy, as "
         "always), or frozen snapshots of the trained slots (self-play): 'latest' (the newest "
@@ -651,6 +659,15 @@ class MultiModelConfig:
                 f"<= entropy_coef_max ({self.entropy_coef_max}) with entropy_target set: it is "
                 "the adaptive coefficient's starting value",
             )
+        if self.opponent_mix and self.opponent_sampling != "fixed":
+            _fail(
+                "opponent_mix",
+                self.opponent_mix,
+                f"[] with opponent_sampling={self.opponent_sampling!r} (snapshots play the "
+                "opponents then), or opponent_sampling='fixed'",
+            )
+        if len(set(self.opponent_mix)) != len(self.opponent_mix):
+            _fail("opponent_mix", self.opponent_mix, "names without repeats")
         if self.eval_interval and not self.eval_episodes:
             _fail(
                 "eval_interval",
@@ -708,6 +725,13 @@ class MultiModelConfig:
                 self.opponent_policy,
                 f"'base' or a bot of {bot_env.id}: one of {bots}",
             )
+        for name in self.opponent_mix:
+            if name != "base" and name not in bots:
+                _fail(
+                    "opponent_mix",
+                    self.opponent_mix,
+                    f"a list of 'base' and bots of {bot_env.id} (each one of {bots}), not {name!r}",
+                )
         for target in (self.policy_mapping or {}).values():
             if target.startswith("bot:") and target[4:] not in bots:
                 _fail(
@@ -729,6 +753,13 @@ class MultiModelConfig:
                 self.opponent_sampling,
                 "'fixed' with distributed_backend='ray' (snapshot self-play runs in local mode: "
                 "distributed_backend='local')",
+            )
+        if self.opponent_mix:
+            _fail(
+                "opponent_mix",
+                self.opponent_mix,
+                "[] with distributed_backend='ray' (training against a mix of opponents runs "
+                "in local mode: distributed_backend='local')",
             )
         if self.generation_backend == "vllm" and self.colocate_engines:
             _fail(

@@ -592,7 +592,8 @@ def decoding_label(temperature: float) -> str:
 def format_evaluation(summary: dict[str, Any]) -> str:
     """One line of a trainer's evaluation summary (``MultiModelTrainer.evaluations``): the
     population's win rate with its 95% interval, draws and invalid answers, then the greedy
-    figures when the evaluation also played greedily (``eval_greedy``)."""
+    figures when the evaluation also played greedily (``eval_greedy``); then the same for each
+    other opponent of ``opponent_mix``."""
 
     def figures(e: dict[str, Any]) -> str:
         low, high = e["win_ci"]
@@ -601,9 +602,12 @@ def format_evaluation(summary: dict[str, Any]) -> str:
             f"invalid {e['invalid_rate']:.2f}"
         )
 
-    line = figures(summary)
-    if "greedy" in summary:
-        line += f"; greedy: {figures(summary['greedy'])}"
+    def both(e: dict[str, Any]) -> str:
+        return figures(e) + (f"; greedy: {figures(e['greedy'])}" if "greedy" in e else "")
+
+    line = both(summary)
+    for name, e in summary.get("opponents", {}).items():  # opponent_mix's other opponents
+        line += f" | against {name}: {both(e)}"
     return line
 
 

@@ -153,33 +153,65 @@ class Population:
             )
             self.groups[checkpoint].append(slot)
             self.slots.append(slot)
-        bot_env = srl_envs.spec(self.env_id)
-        first = self.policies[self.slots[0]]
         for agent, target in self.policy_mapping.items():
-            if target == "base":
-                self.policy_mapping[agent] = "frozen_base"
-                self.policies.setdefault(
-                    "frozen_base",
-                    LoRAPolicy(
-                        "frozen_base",
-                        first.model_type,
-                        f"{first.model_name} (base, no adapter)",
-                        checkpoint=first.checkpoint,
-                        trainable=False,
-                    ),
-                )
-                self.policies["frozen_base"].agents.append(agent)
-            elif target.startswith("bot:"):
-                name = target[4:]
-                if bot_env.bots and name not in bot_env.bots:
-                    raise ConfigError(
-                        f"MultiModelConfig.opponent_policy/policy_mapping: unknown bot {name!r} "
-                        f"for {bot_env.id}; use one of {sorted(bot_env.bots)}"
-                    )
-                pid = f"bot_{name}"
+            if target == "base" or target.startswith("bot:"):
+                pid = self._opponent_policy(target)
                 self.policy_mapping[agent] = pid
-                self.policies.setdefault(pid, BotPolicy(pid, "scripted", name))
                 self.policies[pid].agents.append(agent)
+        # opponent_mix: every opponent that a training episode may draw, ready to play
+        self.opponent_mix: dict[str, str] = {
+            name: self._opponent_policy("base" if name == "base" else f"bot:{name}")
+            for name in self.config.opponent_mix
+        }
+        if self.opponent_mix and not self.opponent_agents():
+            raise ConfigError(
+                f"MultiModelConfig.opponent_mix={self.config.opponent_mix!r} needs agents that "
+                f"opponent_policy plays; with this num_models/policy_mapping there are none "
+                f"(lower num_models or leave agents out of policy_mapping), or set opponent_mix=[]"
+            )
+
+    def _opponent_policy(self, target: str) -> str:
+        """The policy id of ``target`` ('base' or 'bot:<name>'), built on first use."""
+        if target == "base":
+            first = self.policies[self.slots[0]]
+            self.policies.setdefault(
+                "frozen_base",
+                LoRAPolicy(
+                    "frozen_base",
+                    first.model_type,
+                    f"{first.model_name} (base, no adapter)",
+                    checkpoint=first.checkpoint,
+                    trainable=False,
+                ),
+            )
+            return "frozen_base"
+        name = target[4:]
+        bot_env = srl_envs.spec(self.env_id)
+        if bot_env.bots and name not in bot_env.bots:
+            raise ConfigError(
+                f"MultiModelConfig.opponent_policy/policy_mapping: unknown bot {name!r} "
+                f"for {bot_env.id}; use one of {sorted(bot_env.bots)}"
+            )
+        pid = f"bot_{name}"
+        self.policies.setdefault(pid, BotPolicy(pid, "scripted", name))
+        return pid
+
+    def mix_mapping(self, episode: int) -> dict[str, str]:
+        """With ``opponent_mix``: the mapping of training episode ``episode``, whose agents
+        played by ``opponent_policy`` are played by one opponent of the mix, drawn uniformly
+        from the config's seed and the episode (the same draw after a resume)."""
+        names = list(self.opponent_mix)
+        rng = np.random.default_rng([self.config.seed, episode, 0x6D6978])  # "mix"
+        pid = self.opponent_mix[names[int(rng.integers(len(names)))]]
+        fixed = self.opponent_agents()
+        return {a: pid if a in fixed else p for a, p in self.policy_mapping.items()}
+
+    def opponent_agents(self) -> set[str]:
+        """The agents that ``opponent_policy`` plays (not the ones policy_mapping names)."""
+        target = self._opponent_target()
+        pid = "frozen_base" if target == "base" else f"bot_{target[4:]}"
+        mapped = self.config.policy_mapping or {}
+        return {a for a, p in self.policy_mapping.items() if p == pid and mapped.get(a) != target}
 
 
 def build_pool(

@@ -235,7 +235,13 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
         print(
             f"best:        {Path(results['checkpoint_dir']) / best['checkpoint_id']}  (episode "
             f"{best['episode']}: win rate {best['win_rate']:.2f} "
-            f"{decoding_label(best['temperature'])}, the highest of the evaluations)"
+            f"{decoding_label(best['temperature'])}"
+            + (
+                f" averaged over {', '.join(best['opponents'])}"
+                if len(best.get("opponents", [])) > 1
+                else ""
+            )
+            + ", the highest of the evaluations)"
         )
 
 

@@ -184,8 +184,9 @@ class MultiModelTrainer:
         # eval_episodes > 0: "before" and "after" training, and "episode N" every eval_interval
         # episodes (summaries of srl_trainers.evaluate)
         self.evaluations: dict[str, dict[str, Any]] = {}
-        # keep_best_checkpoint: the best evaluation's checkpoint_id, episode, win_rate,
-        # temperature, and score (the greedy and the eval_temperature win rate)
+        # keep_best_checkpoint: the best evaluation's checkpoint_id, episode, win_rate (the
+        # mean over its opponents), temperature, opponents, and score (the greedy and the
+        # eval_temperature win rate, each the mean over the opponents)
         self.best: dict[str, Any] | None = None
         self.runtime = None  # Ray mode: the actors (srl_trainers.distributed.RayRuntime)
         # the command that continues this run, for messages (the CLI sets it)
@@ -414,17 +415,23 @@ class MultiModelTrainer:
         caller saves)."""
         if not self.config.keep_best_checkpoint:
             return False
-        scored = summary.get("greedy", summary)
+        # every opponent evaluated (opponent_policy, and opponent_mix's others) counts alike
+        each = [summary, *summary.get("opponents", {}).values()]
+        scored = [e.get("greedy", e) for e in each]
         # with eval_greedy, the eval_temperature win rate breaks a tie of greedy ones (a
         # greedy win rate of 1.00 is often reached long before the sampled one peaks)
-        score = [scored["win_rate"], summary["win_rate"]]
+        score = [
+            float(np.mean([e["win_rate"] for e in scored])),
+            float(np.mean([e["win_rate"] for e in each])),
+        ]
         if self.best is not None and score <= self.best["score"]:
             return False
         self.best = {
             "checkpoint_id": checkpoint_id_for(summary["episode"]),
             "episode": summary["episode"],
-            "win_rate": scored["win_rate"],
-            "temperature": scored["temperature"],
+            "win_rate": score[0],
+            "temperature": scored[0]["temperature"],
+            "opponents": [e.get("opponent", self.config.opponent_policy) for e in each],
             "score": score,
         }
         return True
@@ -435,8 +442,10 @@ class MultiModelTrainer:
 
     async def _evaluate(self, when: str) -> dict[str, Any]:
         """The trainable population on ``eval_episodes`` held-out games (srl_trainers.evaluate,
-        the config's opponent, ``eval_temperature``): a summary, also logged as ``eval/*``."""
-        from srl_trainers.evaluate import aevaluate, decoding_label, format_evaluation
+        the config's opponent, ``eval_temperature``): a summary, also logged as ``eval/*``.
+        With ``opponent_mix``, the same games against each other opponent of the mix too
+        (``summary["opponents"]``, logged as ``eval/<name>/*``)."""
+        from srl_trainers.evaluate import decoding_label, format_evaluation
 
         cfg = self.config
         monitor = self._ensure_monitor()
@@ -445,14 +454,41 @@ class MultiModelTrainer:
         if cfg.eval_greedy and cfg.eval_temperature != 0:
             temperatures["greedy"] = 0.0
         how = " and ".join(decoding_label(t) for t in temperatures.values())
+        others = [o for o in cfg.opponent_mix if o != cfg.opponent_policy]
         say(
             f"srl: evaluating {when}: {cfg.eval_episodes} held-out games against "
-            f"{cfg.opponent_policy}, {how}"
+            f"{', '.join([cfg.opponent_policy, *others])}, {how}"
         )
+        summary, logged = await self._evaluate_against(None, temperatures, "eval/")
+        if others:
+            summary["opponents"] = {}
+            for name in others:
+                summary["opponents"][name], more = await self._evaluate_against(
+                    name, temperatures, f"eval/{name}/"
+                )
+                summary["seconds"] += summary["opponents"][name].pop("seconds")
+                logged.update(more)
+        if monitor is not None:
+            monitor.log(logged, step=summary["episode"])
+        say(f"srl: {when}: {format_evaluation(summary)}")
+        return summary
+
+    async def _evaluate_against(
+        self, opponent: str | None, temperatures: dict[str, float], prefix: str
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """One opponent's evaluation (None: opponent_policy) at each of ``temperatures``
+        (key "" the eval_temperature one, "greedy" T = 0): its summary and ``prefix`` metrics."""
+        from srl_trainers.evaluate import aevaluate
+
         summary: dict[str, Any] = {}
         logged: dict[str, float] = {}
         for key, temperature in temperatures.items():
-            report = await aevaluate(self, num_episodes=cfg.eval_episodes, temperature=temperature)
+            report = await aevaluate(
+                self,
+                num_episodes=self.config.eval_episodes,
+                temperature=temperature,
+                opponent=opponent,
+            )
             group = report.population
             figures = {
                 "win_rate": group.win_rate,
@@ -461,14 +497,14 @@ class MultiModelTrainer:
                 "invalid_rate": group.invalid_rate,
                 "mean_return": group.mean_return,
             }
-            prefix = f"eval/{key}_" if key else "eval/"
+            head = f"{prefix}{key}_" if key else prefix
             logged.update(
                 {
-                    f"{prefix}win_rate": group.win_rate,
-                    f"{prefix}win_ci_low": group.win_ci[0],
-                    f"{prefix}win_ci_high": group.win_ci[1],
-                    f"{prefix}invalid_rate": group.invalid_rate,
-                    f"{prefix}mean_return": group.mean_return,
+                    f"{head}win_rate": group.win_rate,
+                    f"{head}win_ci_low": group.win_ci[0],
+                    f"{head}win_ci_high": group.win_ci[1],
+                    f"{head}invalid_rate": group.invalid_rate,
+                    f"{head}mean_return": group.mean_return,
                 }
             )
             if key:  # the greedy figures beside the eval_temperature ones
@@ -483,10 +519,7 @@ class MultiModelTrainer:
                     **figures,
                     seconds=report.seconds,
                 )
-        if monitor is not None:
-            monitor.log(logged, step=summary["episode"])
-        say(f"srl: {when}: {format_evaluation(summary)}")
-        return summary
+        return summary, logged
 
     def train_sync(self) -> dict[str, Any]:
         """``train()`` for scripts without asyncio."""
@@ -505,6 +538,9 @@ class MultiModelTrainer:
             if not league.snapshots:
                 self._take_snapshot(episode_num)
             self._played_mapping = league.mapping(self.policy_mapping, league.draw())
+            self.rollout.policy_mapping = self._played_mapping
+        elif self.config.opponent_mix:  # this episode's opponent, drawn from the mix
+            self._played_mapping = self.population.mix_mapping(episode_num)
             self.rollout.policy_mapping = self._played_mapping
         t0 = time.perf_counter()
         try:
@@ -525,6 +561,15 @@ class MultiModelTrainer:
         self.modes.observe(welfare)
         self.current_episode = episode_num + 1
         metrics = self._episode_metrics(rollout, update_metrics, coop, comp, welfare)
+        if self.config.opponent_mix:  # the slots' win rate against this episode's opponent
+            drawn = next(
+                p for a, p in self._played_mapping.items() if a in self.population.opponent_agents()
+            )
+            name = next(n for n, p in self.population.opponent_mix.items() if p == drawn)
+            rates = [metrics.get(f"model/{s}/win_rate") for s in self.slots]
+            rates = [r for r in rates if r is not None]
+            if rates:
+                metrics[f"mix/{name}/win_rate"] = float(np.mean(rates))
         self._last_metrics = metrics
         return {"episode": episode_num, "metrics": metrics, "samples": self._samples(rollout)}
 

@@ -221,6 +221,7 @@ def test_the_best_evaluation_keeps_its_checkpoint_out_of_rotation(
         "episode": 2,
         "win_rate": greedy["win_rate"],
         "temperature": 0.0,
+        "opponents": ["heuristic"],
         "score": [greedy["win_rate"], sampled],
     }
     # saved when it was found (save_interval 10 would not have), kept beside the newest one
@@ -257,6 +258,7 @@ def test_best_is_the_strictly_higher_score_greedy_first(tmp_path):
         "episode": 6,
         "win_rate": 0.75,
         "temperature": 0.7,
+        "opponents": ["heuristic"],
         "score": [0.75, 0.75],
     }
     trainer.best = None
@@ -272,3 +274,93 @@ def test_keep_best_checkpoint_without_an_interval_is_named():
         ConfigError, match=r"keep_best_checkpoint=True is not allowed.*eval_interval"
     ):
         MultiModelConfig(keep_best_checkpoint=True).validate()
+
+
+# ---------------------------------------------------------------------- opponent_mix
+def test_a_bad_opponent_mix_is_named():
+    with pytest.raises(ConfigError, match=r"opponent_mix=\['heuristic', 'nope'\].*one of"):
+        MultiModelConfig(env="team_battle", opponent_mix=["heuristic", "nope"]).validate()
+    with pytest.raises(ConfigError, match=r"opponent_mix=.*without repeats"):
+        MultiModelConfig(env="team_battle", opponent_mix=["random", "random"]).validate()
+    with pytest.raises(ConfigError, match=r"opponent_mix=.*opponent_sampling='fixed'"):
+        MultiModelConfig(
+            env="team_battle", opponent_mix=["random"], opponent_sampling="latest"
+        ).validate()
+    with pytest.raises(ConfigError, match=r"opponent_mix=.*distributed_backend='local'"):
+        MultiModelConfig(
+            env="team_battle", opponent_mix=["random"], distributed_backend="ray"
+        ).validate()
+
+
+def test_the_mix_draws_per_episode_from_the_seed_and_replaces_only_opponent_agents(
+    tiny_model_path,
+):
+    from srl_envs import make
+    from srl_trainers.population import Population
+
+    cfg = MultiModelConfig(
+        env="team_battle",
+        model_names={"smollm2": str(tiny_model_path)},
+        num_models=2,
+        env_kwargs={"team_size": 2},
+        opponent_mix=["heuristic", "concentrate", "random", "base"],
+        policy_mapping={
+            "red_0": "model_0_smollm2",
+            "red_1": "model_1_smollm2",
+            "blue_0": "bot:heuristic",
+        },
+    )
+    pop = Population(cfg, make("team_battle", team_size=2))
+    assert pop.opponent_mix == {
+        "heuristic": "bot_heuristic",
+        "concentrate": "bot_concentrate",
+        "random": "bot_random",
+        "base": "frozen_base",
+    }
+    # blue_0 is named by policy_mapping: it stays the heuristic's; blue_1 is opponent_policy's
+    assert pop.opponent_agents() == {"blue_1"}
+    draws = [pop.mix_mapping(e) for e in range(40)]
+    assert all(d["blue_0"] == "bot_heuristic" for d in draws)
+    assert all(d[a] == pop.policy_mapping[a] for d in draws for a in ("red_0", "red_1"))
+    assert {d["blue_1"] for d in draws} == set(pop.opponent_mix.values())  # each one is drawn
+    again = Population(cfg, make("team_battle", team_size=2))
+    assert [again.mix_mapping(e) for e in range(40)] == draws  # seed and episode: a resume
+    other = Population(dataclasses.replace(cfg, seed=1), make("team_battle", team_size=2))
+    assert [other.mix_mapping(e) for e in range(40)] != draws
+
+
+def test_training_against_a_mix_plays_each_and_evaluates_each(
+    tiny_model_path, tmp_path, capsys, one_thread
+):
+    argv = [
+        *_tiny_preset_args(tiny_model_path, tmp_path, "--max-episodes", "6"),
+        *("--opponent-mix", "[heuristic, concentrate, random]", "--eval-interval", "3"),
+        *("--eval-greedy", "true", "--keep-best-checkpoint", "true"),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 held-out games against heuristic, concentrate, random, T = 0.7 and greedy" in out
+    assert "| against concentrate: win rate" in out and "| against random: win rate" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    train = [r for r in rows if "eval/win_rate" not in r]
+    drawn = [[k for k in r if k.startswith("mix/")] for r in train]
+    assert all(len(d) == 1 for d in drawn)  # one opponent an episode...
+    names = [d[0].split("/")[1] for d in drawn]
+    assert len(set(names)) > 1  # ...not always the same one
+    # the bot that played is the one whose games were counted: its model/* win rate is set
+    for r, name in zip(train, names, strict=True):
+        assert f"model/bot_{name}/win_rate" in r
+    evals = [r for r in rows if "eval/win_rate" in r]
+    assert all(f"eval/{b}/greedy_win_rate" in r for r in evals for b in ("concentrate", "random"))
+    state = json.loads((tmp_path / "ckpt/checkpoint_000006/trainer_state.json").read_text())
+    ev = state["evaluations"]["episode 3"]
+    assert sorted(ev["opponents"]) == ["concentrate", "random"]
+    best = state["best_checkpoint"]
+    assert best["opponents"] == ["heuristic", "concentrate", "random"]
+    if best["episode"] == 3:  # the score is the mean over the three opponents
+        greedy = [ev["greedy"]["win_rate"]] + [
+            e["greedy"]["win_rate"] for e in ev["opponents"].values()
+        ]
+        assert best["score"][0] == pytest.approx(sum(greedy) / 3)
+    assert "averaged over heuristic, concentrate, random" in out
