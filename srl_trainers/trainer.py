@@ -1020,10 +1020,12 @@ class MultiModelTrainer:
                 }
             )
         self.modes.load_state_dict(state["modes"])
-        self._history = {
-            k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()
-        }
-        self._totals = state["totals"]
+        # the checkpoint's statistics over this run's fresh ones: a resumed run may play
+        # policies the checkpointed one did not (an opponent_mix added on resume)
+        self._history.update(
+            {k: deque(v, maxlen=self.config.reward_window) for k, v in state["history"].items()}
+        )
+        self._totals.update(state["totals"])
         self._buffers = {
             slot: [Turn.from_dict(t) for t in turns] for slot, turns in state["buffers"].items()
         }

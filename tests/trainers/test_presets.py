@@ -364,3 +364,23 @@ def test_training_against_a_mix_plays_each_and_evaluates_each(
         ]
         assert best["score"][0] == pytest.approx(sum(greedy) / 3)
     assert "averaged over heuristic, concentrate, random" in out
+
+
+def test_a_mix_added_on_resume_trains_on(tiny_model_path, tmp_path, capsys, one_thread):
+    # A run trained against one bot, resumed against a mix: the checkpoint has no
+    # statistics of the mix's other bots, and the resumed run starts them fresh.
+    first = _tiny_preset_args(tiny_model_path, tmp_path, "--max-episodes", "2")
+    assert main(first) == 0
+    resumed = [
+        *_tiny_preset_args(tiny_model_path, tmp_path, "--max-episodes", "6"),
+        *("--opponent-mix", "[heuristic, concentrate, random]", "--resume", "latest"),
+    ]
+    assert main(resumed) == 0
+    assert "resumed from checkpoint_000002 at episode 2" in capsys.readouterr().out
+    state = json.loads((tmp_path / "ckpt/checkpoint_000006/trainer_state.json").read_text())
+    played = {
+        f"bot_{name}"
+        for name in ("heuristic", "concentrate", "random")
+        if state["totals"][f"bot_{name}"]["episodes"] > 0
+    }
+    assert len(played) > 1 and state["totals"]["bot_heuristic"]["episodes"] >= 2
