@@ -84,7 +84,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="python -m srl_trainers.run",
         description="Train a population of LLM policies (LoRA adapters) on an srl environment.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--config", metavar="FILE.yaml", help="YAML file of MultiModelConfig fields"
