@@ -119,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         help="reward cost of an invalid answer (default 0.5; the bridge's own default is 0.1)",
     )
     parser.add_argument(
+        "--move-order",
+        choices=("sorted", "random"),
+        default="sorted",
+        help="how the prompt lists the legal moves: sorted (default; the untrained model's "
+        "likeliest answer is then the first one, a fixed opening) or in a seeded random order "
+        "each turn (the bridge's move_order), in training and evaluation alike",
+    )
+    parser.add_argument(
         "--temperatures",
         nargs="+",
         type=float,
@@ -154,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, reports, training, configs, written, run_dirs = [], {}, {}, {}, {}, []
     for game in args.games:
         env_id, seats = GAMES[game]
-        env_kwargs = {"seat_order": "random", "format_penalty": args.format_penalty}
+        env_kwargs = {
+            "seat_order": "random",
+            "format_penalty": args.format_penalty,
+            "move_order": args.move_order,
+        }
         config = MultiModelConfig(
             **base,
             env=env_id,

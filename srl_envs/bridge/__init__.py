@@ -14,8 +14,9 @@ TextArena's games (text games already, in their own answer format) come through
 ``srl/ta-kuhn_poker-v0``, ``srl/ta-prisoners_dilemma-v0``.
 
 ``srl_envs.make("srl/pz-tictactoe-v3", seat_order="random")``: the bridge's options
-(``episode_length``/``max_cycles``, ``seat_order``, ``fallback``, ``format_penalty``,
-``render_mode``) go to the bridge, every other keyword to the PettingZoo constructor
+(``episode_length``/``max_cycles``, ``seat_order``, ``move_order``, ``fallback``,
+``format_penalty``, ``render_mode``) go to the bridge, every other keyword to the PettingZoo
+constructor
 (``num_actions=5`` for rock-paper-scissors-lizard-spock; for rps ``max_cycles`` is the
 game's own round count). They need PettingZoo's classic extra
 (``pip install 'pettingzoo[classic]'``, in srl's ``test`` and ``games`` extras).
@@ -60,7 +61,15 @@ __all__ = [
 ]
 
 BRIDGE_OPTIONS = frozenset(
-    {"episode_length", "max_cycles", "seat_order", "fallback", "format_penalty", "render_mode"}
+    {
+        "episode_length",
+        "max_cycles",
+        "seat_order",
+        "move_order",
+        "fallback",
+        "format_penalty",
+        "render_mode",
+    }
 )
 
 # srl id -> (PettingZoo module, how to build the env from it, description)

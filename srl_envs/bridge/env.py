@@ -45,7 +45,11 @@ default; or an action name or id, played when it is legal, else a random legal o
 game truncates (None: play to the game's own end); ``seat_order="random"``: a seeded
 permutation of who plays which seat at every reset (a policy trained on one agent then plays
 both first and second), ``"fixed"`` (default) keeps PettingZoo's; ``format_penalty`` (0.1);
-``fallback``; ``render_mode`` (``"ansi"``/``"human"``: the state text of seat 0 and whose
+``fallback``; ``move_order="random"``: the legal moves listed in a seeded random order
+each turn (a small model's likeliest answer is the first move listed, so with the default
+``"sorted"`` order, lowest cell or column first, its untrained greedy play is one fixed
+opening; shuffled, that first answer is a random legal move and only what the model reads
+of the board can make one move likelier than another); ``render_mode`` (``"ansi"``/``"human"``: the state text of seat 0 and whose
 turn it is). ``reset(options=...)`` ignores keys it does not know (srl's trainer passes the
 cooperation balance, which these games, with their own rewards, do not use).
 
@@ -73,6 +77,7 @@ __all__ = ["ACTION_KEYWORD", "TextBridgeEnv", "parse_move", "text_env"]
 
 ACTION_KEYWORD = "MOVE:"
 SEAT_ORDERS = ("fixed", "random")
+MOVE_ORDERS = ("sorted", "random")
 _KEYWORD_RE = re.compile(r"\b(?:move|action|answer)\s*[:=]", re.IGNORECASE)
 # A token is a number by srl's number rule (srl_envs.parsing: "-7", "1,000", "1e2" and "5.5"
 # are one token each, and no move's name) or a word ("call", "b2", "lizard").
@@ -164,6 +169,7 @@ class TextBridgeEnv(ParallelEnv):
         fallback: str | int = "random",
         format_penalty: float = 0.1,
         seat_order: str = "fixed",
+        move_order: str = "sorted",
         render_mode: str | None = None,
     ) -> None:
         if isinstance(env, AECEnv):
@@ -193,6 +199,7 @@ class TextBridgeEnv(ParallelEnv):
         self.episode_length = episode_length_arg(episode_length, max_cycles, None, 1, None)
         self.format_penalty = check_float_range("format_penalty", format_penalty, 0.0)
         self.seat_order = check_choice("seat_order", seat_order, SEAT_ORDERS)
+        self.move_order = check_choice("move_order", move_order, MOVE_ORDERS)
         self.render_mode = check_choice("render_mode", render_mode, (None, *RENDER_MODES))
         self._names = {
             a: self.game.action_names(int(env.action_space(a).n)) for a in self.possible_agents
@@ -213,6 +220,7 @@ class TextBridgeEnv(ParallelEnv):
         self._moves: dict[str, int] = {}
         self._round = 0
         self._outcome: dict[str, str] = {}
+        self._move_keys: dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------- PettingZoo API
     def observation_space(self, agent: str) -> spaces.Space:
@@ -270,6 +278,7 @@ class TextBridgeEnv(ParallelEnv):
             self._pz_obs, self._pz_infos = dict(obs), {k: dict(v) for k, v in infos.items()}
         self.agents = [self._srl[pz] for pz in self.env.agents]
         self.agents.sort(key=self.possible_agents.index)
+        self._draw_move_order()
         observations = {a: self._observe(a) for a in self.agents}
         to_move = set(self.acting_agents)
         return observations, {
@@ -351,6 +360,7 @@ class TextBridgeEnv(ParallelEnv):
             self._finish_outcomes(live)
         self.agents = still
         to_move = set(self.acting_agents)
+        self._draw_move_order()
         rewards, infos, terminations, truncations = {}, {}, {}, {}
         for agent in live:
             penalty = self.format_penalty if agent in invalid else 0.0
@@ -434,9 +444,20 @@ class TextBridgeEnv(ParallelEnv):
             mask = [1] * n
         legal = [i for i in range(n) if mask[i]] or list(range(n))
         names = self._names[agent]
-        if not self.game.numbered(names):  # numeric names are listed in their own order
+        if self.move_order == "random":  # this turn's seeded order, as the prompt lists it
+            keys = self._move_keys[agent]
+            legal.sort(key=lambda i: keys[i])
+        elif not self.game.numbered(names):  # numeric names are listed in their own order
             legal.sort(key=lambda i: int(names[i]))
         return legal
+
+    def _draw_move_order(self) -> None:
+        """With ``move_order="random"``: the order in which the next prompts list each agent's
+        legal moves (and number them), drawn from the bridge's seeded generator."""
+        if self.move_order == "random":
+            self._move_keys = {
+                a: self._rng.random(len(self._names[a])) for a in self.possible_agents
+            }
 
     def _interpret(self, agent: str, action: Any, legal: list[int]) -> ParseResult:
         if action is None:

@@ -354,3 +354,41 @@ def test_register_pettingzoo_makes_any_game_an_srl_id():
         from srl_envs import registry
 
         registry._REGISTRY.pop("srl/pz-texas_holdem-v4")
+
+
+def _listed(prompt: str) -> str:
+    (line,) = [ln for ln in prompt.splitlines() if ln.startswith("Legal moves: ")]
+    return line.removeprefix("Legal moves: ")
+
+
+def test_a_random_move_order_lists_the_legal_moves_shuffled_each_turn_from_the_seed():
+    env = srl_envs.make("srl/pz-tictactoe-v3", move_order="random")
+    orders = []
+    for seed in range(6):
+        obs, _ = env.reset(seed=seed)
+        listed = _listed(obs[env.acting_agents[0]]).split(", ")
+        assert sorted(listed, key=int) == [str(i) for i in range(1, 10)]
+        orders.append(listed)
+    assert len({tuple(o) for o in orders}) == 6  # a new order per game...
+    again = srl_envs.make("srl/pz-tictactoe-v3", move_order="random")
+    assert _listed(again.reset(seed=0)[0]["player_1"]).split(", ") == orders[0]  # ...the seed's
+    obs, *_ = env.step({"player_1": "MOVE: 5"})  # a move is read by its name, not its place
+    second = _listed(obs["player_2"]).split(", ")
+    assert "5" not in second and sorted(second, key=int) == ["1", "2", "3", "4", "6", "7", "8", "9"]
+    with pytest.raises(ValueError, match="move_order"):
+        srl_envs.make("srl/pz-tictactoe-v3", move_order="alphabetical")
+
+
+def test_a_shuffled_numbered_list_reads_a_number_as_the_move_listed_there():
+    env = srl_envs.make("srl/pz-leduc_holdem-v4", move_order="random")
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        (mover,) = env.acting_agents
+        first = _listed(obs[mover]).split("  ")[0]  # "1) raise"
+        name = first.split(") ", 1)[1]
+        _, _, _, _, infos = env.step({mover: "MOVE: 1"})
+        assert not infos[mover]["invalid_action"] and infos[mover]["action_name"] == name
+    # the default keeps the game's own order of its actions
+    env = srl_envs.make("srl/pz-leduc_holdem-v4")
+    obs, _ = env.reset(seed=0)
+    assert _listed(obs[env.acting_agents[0]]) == "1) call  2) raise  3) fold"
