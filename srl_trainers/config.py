@@ -303,7 +303,8 @@ class MultiModelConfig:
         "earlier one, the run saves a checkpoint at that episode, if it has none, and keeps "
         "it out of max_checkpoints' rotation; the score is the greedy win rate with "
         "eval_greedy, a tie broken by the eval_temperature one, else the eval_temperature "
-        "win rate (a full tie keeps the earlier checkpoint). The "
+        "win rate (a full tie keeps the earlier checkpoint), averaged over the opponents "
+        "evaluated. A run resumed against other opponents starts a new best. The "
         "results and the summary name it (best_checkpoint); evaluate or serve it by its id.",
         default=False,
     )

@@ -424,14 +424,18 @@ class MultiModelTrainer:
             float(np.mean([e["win_rate"] for e in scored])),
             float(np.mean([e["win_rate"] for e in each])),
         ]
-        if self.best is not None and score <= self.best["score"]:
+        opponents = [e.get("opponent", self.config.opponent_policy) for e in each]
+        # a best scored against other opponents (a run resumed with another opponent_mix or
+        # opponent_policy) is no yardstick: the first evaluation on these ones replaces it
+        earlier = None if self.best is None else self.best.get("opponents", opponents)
+        if earlier == opponents and score <= self.best["score"]:
             return False
         self.best = {
             "checkpoint_id": checkpoint_id_for(summary["episode"]),
             "episode": summary["episode"],
             "win_rate": score[0],
             "temperature": scored[0]["temperature"],
-            "opponents": [e.get("opponent", self.config.opponent_policy) for e in each],
+            "opponents": opponents,
             "score": score,
         }
         return True

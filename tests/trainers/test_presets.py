@@ -267,6 +267,13 @@ def test_best_is_the_strictly_higher_score_greedy_first(tmp_path):
     assert trainer._is_best(summary(6, 0.95, greedy=0.5))  # a greedy tie: the sampled one
     assert not trainer._is_best(summary(8, 0.95, greedy=0.5))  # a full tie keeps episode 6
     assert (trainer.best["episode"], trainer.best["temperature"]) == (6, 0.0)
+    # resumed against a mix: a best scored on the heuristic alone is not compared with
+    mixed = summary(8, 0.1, greedy=0.0)
+    mixed["opponents"] = {"random": {**summary(8, 0.2, greedy=0.1), "opponent": "random"}}
+    assert trainer._is_best(mixed)
+    assert trainer.best["opponents"] == ["heuristic", "random"]
+    assert trainer.best["score"] == [pytest.approx(0.05), pytest.approx(0.15)]
+    assert not trainer._is_best({**mixed, "episode": 10})  # from here on, compared as before
 
 
 def test_keep_best_checkpoint_without_an_interval_is_named():
