@@ -16,9 +16,8 @@ TextArena's games (text games already, in their own answer format) come through
 ``srl_envs.make("srl/pz-tictactoe-v3", seat_order="random")``: the bridge's options
 (``episode_length``/``max_cycles``, ``seat_order``, ``move_order``, ``fallback``,
 ``format_penalty``, ``render_mode``) go to the bridge, every other keyword to the PettingZoo
-constructor
-(``num_actions=5`` for rock-paper-scissors-lizard-spock; for rps ``max_cycles`` is the
-game's own round count). They need PettingZoo's classic extra
+constructor (``num_actions=5`` for rock-paper-scissors-lizard-spock; for rps ``max_cycles``
+is the game's own round count). They need PettingZoo's classic extra
 (``pip install 'pettingzoo[classic]'``, in srl's ``test`` and ``games`` extras).
 
 :func:`register_pettingzoo` registers another game the same way, so the trainer, the
