@@ -50,8 +50,9 @@ each turn (a small model's likeliest answer is the first move listed, so with th
 ``"sorted"`` order, lowest cell or column first, its untrained greedy play is one fixed
 opening; shuffled, that first answer is a random legal move and only what the model reads
 of the board can make one move likelier than another); ``render_mode``
-(``"ansi"``/``"human"``: the state text of seat 0 and whose turn it is). ``reset(options=...)`` ignores keys it does not know (srl's trainer passes the
-cooperation balance, which these games, with their own rewards, do not use).
+(``"ansi"``/``"human"``: the state text of seat 0 and whose turn it is).
+``reset(options=...)`` ignores keys it does not know (srl's trainer passes the cooperation
+balance, which these games, with their own rewards, do not use).
 
 ``infos[agent]`` holds srl's keys (``raw_score``: the game's reward this step,
 ``reward_components``, ``invalid_action``, ``invalid_reason``, ``action``: the action id the
