@@ -227,11 +227,14 @@ def machine() -> str:
     )
 
 
-def write_json(path: Path, argv: Sequence[str] | None, data: dict[str, Any]) -> None:
+def write_json(
+    path: Path, argv: Sequence[str] | None, data: dict[str, Any], *, name: str | None = None
+) -> None:
     """``data`` as JSON, with the exact command (``argv``: the benchmark's arguments, None for
-    ``sys.argv``), the date and the machine."""
+    ``sys.argv``; ``name``: the benchmark's module, by default the file's name), the date and
+    the machine."""
     args = sys.argv[1:] if argv is None else list(argv)
-    command = f"python -m benchmarks.{path.stem} {shlex.join(args)}".strip()
+    command = f"python -m benchmarks.{name or path.stem} {shlex.join(args)}".strip()
     data = {
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             "written": written,
             "reports": {k: r.to_dict() for k, r in reports.items()},
         },
+        name=NAME,  # the file is named by its games too
     )
     return 0
 

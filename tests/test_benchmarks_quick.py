@@ -27,10 +27,23 @@ def test_quick_run_writes_table_json_and_png(name, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"{name}:" in printed
     data = json.loads((tmp_path / f"{name}.json").read_text())
-    assert data["command"].startswith(f"python -m benchmarks.{name}")
+    assert data["command"].split()[:3] == ["python", "-m", f"benchmarks.{name}"]
     assert data["table"] in printed
     png = tmp_path / f"{name}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_recorded_command_names_the_module_not_the_file(tmp_path):
+    from benchmarks.common import write_json
+
+    path = tmp_path / "learning_pettingzoo_tictactoe.json"
+    write_json(path, ["--games", "tictactoe"], {}, name="learning_pettingzoo")
+    command = json.loads(path.read_text())["command"]
+    assert command == "python -m benchmarks.learning_pettingzoo --games tictactoe"
+    write_json(path, [], {})  # by default, the file's name
+    assert json.loads(path.read_text())["command"] == (
+        "python -m benchmarks.learning_pettingzoo_tictactoe"
+    )
 
 
 def test_train_episodes_replaces_the_minutes_budget():
