@@ -120,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--move-order",
-        choices=("sorted", "random"),
-        default="sorted",
-        help="how the prompt lists the legal moves: sorted (default; the untrained model's "
-        "likeliest answer is then the first one, a fixed opening) or in a seeded random order "
-        "each turn (the bridge's move_order), in training and evaluation alike",
+        choices=("fixed", "random"),
+        default="fixed",
+        help="how the prompt lists the legal moves: fixed (default: lowest first; the "
+        "untrained model's likeliest answer is then the first one, a fixed opening) or in a "
+        "seeded random order each turn (the bridge's move_order), in training and evaluation",
     )
     parser.add_argument(
         "--temperatures",

@@ -47,8 +47,8 @@ permutation of who plays which seat at every reset (a policy trained on one agen
 both first and second), ``"fixed"`` (default) keeps PettingZoo's; ``format_penalty`` (0.1);
 ``fallback``; ``move_order="random"``: the legal moves listed in a seeded random order
 each turn (a small model's likeliest answer is the first move listed, so with the default
-``"sorted"`` order, lowest cell or column first, its untrained greedy play is one fixed
-opening; shuffled, that first answer is a random legal move and only what the model reads
+``"fixed"`` order, the lowest cell or column first, or the game's own order of named
+actions, its untrained greedy play is one fixed opening; shuffled, that first answer is a random legal move and only what the model reads
 of the board can make one move likelier than another); ``render_mode``
 (``"ansi"``/``"human"``: the state text of seat 0 and whose turn it is).
 ``reset(options=...)`` ignores keys it does not know (srl's trainer passes the cooperation
@@ -78,7 +78,7 @@ __all__ = ["ACTION_KEYWORD", "TextBridgeEnv", "parse_move", "text_env"]
 
 ACTION_KEYWORD = "MOVE:"
 SEAT_ORDERS = ("fixed", "random")
-MOVE_ORDERS = ("sorted", "random")
+MOVE_ORDERS = ("fixed", "random")
 _KEYWORD_RE = re.compile(r"\b(?:move|action|answer)\s*[:=]", re.IGNORECASE)
 # A token is a number by srl's number rule (srl_envs.parsing: "-7", "1,000", "1e2" and "5.5"
 # are one token each, and no move's name) or a word ("call", "b2", "lizard").
@@ -170,7 +170,7 @@ class TextBridgeEnv(ParallelEnv):
         fallback: str | int = "random",
         format_penalty: float = 0.1,
         seat_order: str = "fixed",
-        move_order: str = "sorted",
+        move_order: str = "fixed",
         render_mode: str | None = None,
     ) -> None:
         if isinstance(env, AECEnv):
