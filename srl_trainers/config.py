@@ -358,6 +358,15 @@ class MultiModelConfig:
         "snapshots the learners beat about half the time, weight p(1-p) of the win rate p).",
         default="fixed",
     )
+    bot_seeds: Literal["group", "copy"] = _help(
+        "How the scripted bots' random draws are seeded in training: 'group' (every copy of "
+        "a GRPO group shares its env seed, so a random bot plays the same allocation or move "
+        "against all the group's answers), or 'copy' (each copy its own draws: a group's "
+        "answers meet several draws of the opponent, and an answer that beats more of them "
+        "gets the higher advantage, at the cost of noisier advantages). The group's first "
+        "copy draws as with 'group'. Evaluation seeds every copy apart either way.",
+        default="group",
+    )
     snapshot_interval: int = _help(
         "Self-play: optimizer updates of the trained slots between two snapshots (a snapshot "
         "freezes every slot's adapter; the first is taken before training).",

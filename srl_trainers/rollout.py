@@ -261,8 +261,11 @@ class Rollout:
         for env, seed in zip(self.envs, seeds):
             obs, _ = env.reset(seed=seed, options=episode_options)  # staged: its stage's level
             observations.append(obs)
+        bot_seeds = [seed + 17 for seed in seeds]
+        if cfg.bot_seeds == "copy" and not evaluation:  # each copy of a group its own draws
+            bot_seeds = [s + 7_919 * ((offset + c) % g) for c, s in enumerate(bot_seeds)]
         for policy in self.policies.values():
-            policy.reset([seed + 17 for seed in seeds])
+            policy.reset(bot_seeds)
         E = len(self.envs)
         raw = [defaultdict(float) for _ in range(E)]
         rew = [defaultdict(float) for _ in range(E)]

@@ -180,6 +180,52 @@ def test_frozen_base_opponent_plays_but_never_trains(tiny_model_path, tmp_path):
     assert trainer.slots == ["model_0_tiny"]
 
 
+def _bot_answers(trainer, *, evaluation=False) -> dict[int, list[str]]:
+    """What the random bot answers in each env copy over one rollout."""
+    bot = trainer.rollout.policies["bot_random"]
+    answers: dict[int, list[str]] = {c: [] for c in range(len(bot.bots))}
+    for copy, scripted in enumerate(bot.bots):
+
+        def act(observation, copy=copy, inner=scripted.act):
+            answers[copy].append(inner(observation))
+            return answers[copy][-1]
+
+        scripted.act = act
+    try:
+        asyncio.run(trainer.rollout.play(0, *trainer.modes.balance(), evaluation=evaluation))
+    finally:
+        for scripted in bot.bots:
+            del scripted.act  # the class's own again
+    return answers
+
+
+def test_bot_seeds_copy_gives_each_copy_of_a_group_its_own_draws(tiny_model_path, tmp_path):
+    answers = {}
+    for mode in ("group", "copy"):
+        cfg = tiny_config(
+            tiny_model_path,
+            tmp_path / mode,
+            env="team_battle",
+            env_kwargs={"team_size": 1},
+            num_models=1,
+            opponent_policy="random",
+            batch_size=8,  # 4 copies: two GRPO groups of 2
+            group_size=2,
+            bot_seeds=mode,
+        )
+        trainer = MultiModelTrainer(cfg)
+        trainer.setup()
+        answers[mode] = (_bot_answers(trainer), _bot_answers(trainer, evaluation=True))
+    (group, group_eval), (copy, copy_eval) = answers["group"], answers["copy"]
+    assert len(group) == 4
+    for first in (0, 2):
+        assert group[first] == group[first + 1]  # one draw for the whole group
+        assert copy[first] != copy[first + 1]  # a draw per copy
+        assert copy[first] == group[first]  # the group's first copy draws as before
+    assert group[0] != group[2]  # the groups' own seeds differ in both modes
+    assert copy_eval == group_eval  # evaluation seeds every copy apart either way
+
+
 def test_vllm_backend_without_vllm_names_the_extra(tiny_model_path, tmp_path):
     pytest.importorskip("torch")
     try:
