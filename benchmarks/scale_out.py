@@ -14,7 +14,9 @@ episodes; the warm-up episodes (and the start-up: model loading, Ray actors) are
 The modes run one after the other, ``--repeats`` times in alternating order, on a local Ray
 cluster started here (``ray.init(num_cpus=<cores>)``); the figure is the median seconds per
 timed episode, as episodes per minute, with Ray's overhead against local mode:
-(ray - local) / local. The trained weights are compared too: Ray mode with one worker must end
+(ray - local) / local. The update's seconds are split: ``learner`` is the update timed inside
+the learner's own process (its actor's, in Ray mode), ``push`` the weight pushes to the engines;
+the rest of ``update`` is the cost of the Ray calls themselves (arguments, results). The trained weights are compared too: Ray mode with one worker must end
 where local mode ends (the same seeds and batches). A worker plays whole GRPO groups and the
 preset has one (8 copies), so the two-worker pair runs ``batch_size=16`` (two groups, 16
 copies) in both modes: ``local x2`` beside ``ray, 2 workers x2``.
@@ -90,7 +92,7 @@ def _time_mode(args, name: str, work: Path, **overrides: Any) -> dict[str, Any]:
     trainer = MultiModelTrainer(cfg)
     trainer.setup()
     startup = time.perf_counter() - t0
-    seconds, rollout, update = [], [], []
+    seconds, rollout, update, learner, push = [], [], [], [], []
     for episode in range(args.warmup + args.episodes):
         t = time.perf_counter()
         metrics = asyncio.run(trainer.train_multi_model_episode(episode))["metrics"]
@@ -98,6 +100,8 @@ def _time_mode(args, name: str, work: Path, **overrides: Any) -> dict[str, Any]:
             seconds.append(time.perf_counter() - t)
             rollout.append(metrics["perf/rollout_seconds"])
             update.append(metrics["perf/update_seconds"])
+            learner.append(metrics["perf/learner_seconds"])
+            push.append(metrics["perf/push_seconds"])
     weights = {s: w for x in trainer.learners.values() for s, w in x.adapter_weights().items()}
     asyncio.run(trainer.shutdown())
     print(
@@ -110,6 +114,8 @@ def _time_mode(args, name: str, work: Path, **overrides: Any) -> dict[str, Any]:
         "episode_s": seconds,
         "rollout_s": rollout,
         "update_s": update,
+        "learner_s": learner,
+        "push_s": push,
         "weights": weights,
     }
 
@@ -132,6 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="two learner groups at gpus_per_learner 0.5 (needs GPUs in the Ray cluster)",
     )
+    parser.add_argument(
+        "--one-worker", action="store_true", help="only local and Ray with one worker"
+    )
+    parser.add_argument(
+        "--actor-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the Ray actors (ray.init's runtime_env), repeatable: "
+        "e.g. OMP_WAIT_POLICY=PASSIVE, to test what the actors' processes do differently",
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"JSON (default {RESULTS})")
     args = parser.parse_args(argv)
     if args.threads:
@@ -140,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count()
-    ray.init(num_cpus=cores, include_dashboard=False, configure_logging=False)
+    actor_env = dict(kv.split("=", 1) for kv in args.actor_env)
+    ray.init(
+        num_cpus=cores,
+        include_dashboard=False,
+        configure_logging=False,
+        runtime_env={"env_vars": actor_env} if actor_env else None,
+    )
     ray_kw: dict[str, Any] = {"distributed_backend": "ray", "colocate_engines": args.colocate}
     modes = [
         ("local", {}),
@@ -148,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         ("local x2", {"batch_size": 16}),
         ("ray, 2 workers x2", {**ray_kw, "batch_size": 16, "num_rollout_workers": 2}),
     ]
+    if args.one_worker:
+        modes = modes[:2]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in modes}
     print(
         f"scale_out: team battle preset, {'tiny model' if args.quick else 'embedded SmolLM2'}, "
@@ -169,13 +194,21 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_episode": per_episode,
             "rollout_seconds": statistics.median(s for x in results for s in x["rollout_s"]),
             "update_seconds": statistics.median(s for x in results for s in x["update_s"]),
+            # the update timed inside the learner's process, and the weight pushes: the rest
+            # of update_seconds is the Ray calls' transport
+            "learner_seconds": statistics.median(s for x in results for s in x["learner_s"]),
+            "push_seconds": statistics.median(s for x in results for s in x["push_s"]),
             "episodes_per_minute": 60.0 / per_episode,
             "startup_s": statistics.median(x["startup_s"] for x in results),
         }
-    pairs = [("ray, 1 worker", "local"), ("ray, 2 workers x2", "local x2")]
+    pairs = [
+        (a, b)
+        for a, b in [("ray, 1 worker", "local"), ("ray, 2 workers x2", "local x2")]
+        if a in table
+    ]
     print(
-        f"\n  {'mode':<22} {'s/episode':>10} {'rollout':>8} {'update':>7} {'episodes/min':>13} "
-        f"{'start-up s':>11} vs local"
+        f"\n  {'mode':<22} {'s/episode':>10} {'rollout':>8} {'update':>7} {'learner':>8} "
+        f"{'push':>5} {'episodes/min':>13} {'start-up s':>11} vs local"
     )
     for name, row in table.items():
         ref = dict((a, b) for a, b in pairs).get(name)
@@ -186,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             vs = f"{overhead:+.1%} time per episode against {ref}"
         print(
             f"  {name:<22} {row['seconds_per_episode']:>10.2f} {row['rollout_seconds']:>8.2f} "
-            f"{row['update_seconds']:>7.2f} {row['episodes_per_minute']:>13.1f} {row['startup_s']:>11.1f} {vs}"
+            f"{row['update_seconds']:>7.2f} {row['learner_seconds']:>8.2f} "
+            f"{row['push_seconds']:>5.2f} {row['episodes_per_minute']:>13.1f} "
+            f"{row['startup_s']:>11.1f} {vs}"
         )
     same = _same_weights(runs["local"][0]["weights"], runs["ray, 1 worker"][0]["weights"])
     print(f"\n  ray, 1 worker ends with local mode's adapter weights: {same}")
@@ -202,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "colocate_engines": args.colocate,
         "two_groups": args.two_groups,
+        "actor_env": actor_env,
         "modes": table,
         "episode_seconds": {n: [x["episode_s"] for x in r] for n, r in runs.items()},
         "ray_one_worker_same_weights_as_local": same,

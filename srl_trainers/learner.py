@@ -17,6 +17,7 @@ same class runs inside a Ray actor.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class LearnerUpdate:
     changed: list[str] = field(default_factory=list)  # slots whose adapter weights changed
     metrics: dict[str, float] = field(default_factory=dict)  # model/<slot>/<name>
     strategy_metrics: dict[str, float] = field(default_factory=dict)  # the strategy's own
+    seconds: float = 0.0  # wall time of the update in the learner's own process
 
 
 class Learner:
@@ -114,6 +116,14 @@ class Learner:
         """One update of the slots the strategy picks (``recent_rewards``: each slot's mean
         reward over the reward window, what selective strategies choose by), on their
         ``buffers``; ``num_iterations`` optimizer steps over the same batch."""
+        start = time.perf_counter()
+        out = self._update(buffers, episode, recent_rewards)
+        out.seconds = time.perf_counter() - start
+        return out
+
+    def _update(
+        self, buffers: dict[str, list[Turn]], episode: int, recent_rewards: dict[str, float]
+    ) -> LearnerUpdate:
         cfg = self.config
         out = LearnerUpdate()
         strategy = self.strategy

@@ -616,14 +616,20 @@ class MultiModelTrainer:
         """Every learner updates the slots its strategy picks on their buffered turns; the
         slots whose weights changed go to the engines."""
         metrics: dict[str, float] = {}
+        # wall time inside the learners' own processes, and of the weight pushes: with Ray
+        # learners, perf/update_seconds less these two is what the calls' transport cost
+        learner_seconds = push_seconds = 0.0
         for checkpoint, learner in self.learners.items():
             slots = self.groups[checkpoint]
             done = learner.update(
                 {s: self._buffers[s] for s in slots}, episode, self._recent_rewards(slots)
             )
             metrics.update(done.metrics)
+            learner_seconds += done.seconds
             if done.changed:
+                t0 = time.perf_counter()
                 self._push_weights(checkpoint, done.changed)
+                push_seconds += time.perf_counter() - t0
             for slot in done.stepped:
                 self._buffers[slot] = []
             for k, v in done.strategy_metrics.items():
@@ -636,6 +642,8 @@ class MultiModelTrainer:
             )
             if len(self._buffers[slot]) > cap:
                 self._buffers[slot] = self._buffers[slot][-cap:]
+        metrics["perf/learner_seconds"] = learner_seconds
+        metrics["perf/push_seconds"] = push_seconds
         return metrics
 
     @property

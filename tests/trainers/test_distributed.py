@@ -58,6 +58,10 @@ def _run(cfg) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
     results = trainer.train_sync()
     weights = _weights(trainer)
     asyncio.run(trainer.shutdown())
+    perf = results["training_metrics"]
+    # the update's time splits into the learners' own, the pushes and (Ray) the calls' cost
+    assert perf["perf/learner_seconds"] > 0
+    assert perf["perf/learner_seconds"] + perf["perf/push_seconds"] <= perf["perf/update_seconds"]
     return _metrics(results), weights
 
 
