@@ -55,7 +55,9 @@ def _config(args, work: Path, **overrides: Any) -> MultiModelConfig:
     fields = preset("team_battle")
     fields.update(
         max_episodes=args.warmup + args.episodes,
-        eval_episodes=0,
+        eval_episodes=0,  # nothing but training is timed: no evaluations, no best checkpoint
+        eval_interval=0,
+        keep_best_checkpoint=False,
         enable_monitoring=False,
         save_interval=10_000,
         checkpoint_dir=str(work / "ckpt"),

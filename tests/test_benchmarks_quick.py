@@ -301,3 +301,32 @@ def test_team_battle_ceiling_uses_the_envs_bots_and_rule(capsys):
         assert win_rates((4 * mine)[None, :], blue[None, :])[0] == won
     assert main(["--games", "50"]) == 0
     assert "best against concentrate and random together" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("two_groups", [False, True])
+def test_scale_out_builds_a_valid_config_for_every_mode(tmp_path, two_groups):
+    """scale_out.py times the team battle preset: a preset field it must turn off (such as
+    the evaluations during training) fails here, not after a benchmark has started."""
+    import argparse
+
+    from benchmarks import scale_out
+
+    args = argparse.Namespace(warmup=1, episodes=5, seed=0, quick=False, two_groups=two_groups)
+    ray = {"distributed_backend": "ray"}
+    for overrides in ({}, ray, {"batch_size": 16}, {**ray, "num_rollout_workers": 2}):
+        cfg = scale_out._config(args, tmp_path, **overrides)
+        assert cfg.eval_episodes == 0 and cfg.max_episodes == 6
+
+
+@pytest.mark.slow
+def test_scale_out_quick_run_times_both_modes(tmp_path, capsys):
+    from benchmarks import scale_out
+
+    out = tmp_path / "scale_out.json"
+    argv = ["--quick", "--episodes", "1", "--one-worker", "--out", str(out)]
+    assert scale_out.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert set(data["modes"]) == {"local", "ray, 1 worker"}
+    for row in data["modes"].values():
+        assert 0 < row["learner_seconds"] <= row["update_seconds"]
+    assert data["ray_one_worker_same_weights_as_local"] is True
