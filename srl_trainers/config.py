@@ -764,13 +764,6 @@ class MultiModelConfig:
                 "'fixed' with distributed_backend='ray' (snapshot self-play runs in local mode: "
                 "distributed_backend='local')",
             )
-        if self.opponent_mix:
-            _fail(
-                "opponent_mix",
-                self.opponent_mix,
-                "[] with distributed_backend='ray' (training against a mix of opponents runs "
-                "in local mode: distributed_backend='local')",
-            )
         if self.generation_backend == "vllm" and self.colocate_engines:
             _fail(
                 "colocate_engines",

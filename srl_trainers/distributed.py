@@ -254,8 +254,27 @@ class RolloutWorker:
             total_copies=total,
         )
 
-    def play(self, episode: int, coop: float, comp: float, **kwargs: Any) -> RolloutResult:
-        return asyncio.run(self.rollout.play(episode, coop, comp, **kwargs))
+    def play(
+        self,
+        episode: int,
+        coop: float,
+        comp: float,
+        policy_mapping: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> RolloutResult:
+        """Play this worker's copies; ``policy_mapping``: who plays whom this episode (the
+        driver's, when it changes per episode: an opponent mix), else the config's."""
+        rollout = self.rollout
+        fixed = rollout.policy_mapping
+        if policy_mapping is not None:
+            unknown = set(policy_mapping.values()) - set(rollout.policies)
+            if unknown:
+                raise ValueError(f"policy_mapping names policies this worker lacks: {unknown}")
+            rollout.policy_mapping = policy_mapping
+        try:
+            return asyncio.run(rollout.play(episode, coop, comp, **kwargs))
+        finally:
+            rollout.policy_mapping = fixed
 
     def ping(self) -> int:
         return os.getpid()
@@ -660,6 +679,7 @@ class DistributedRollout:
             episode,
             coop,
             comp,
+            policy_mapping=dict(self.policy_mapping),  # the workers play the driver's
             evaluation=evaluation,
             temperature=temperature,
         )

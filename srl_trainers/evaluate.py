@@ -365,11 +365,20 @@ def _players_of(
         return trainer
     from srl_trainers.population import build_players
 
-    players = build_players(_eval_config(trainer.config, opponent, overrides))
-    for slot in trainer.slots:
-        directory = Path(scratch) / "adapters" / slot
-        trainer.pool_of[slot].save_adapter(slot, directory)
-        players.pools[trainer.policies[slot].checkpoint].load_adapter(slot, directory)
+    # the new players are local (in Ray mode too: the evaluation runs in the driver); the
+    # adapters come from the learners, which in Ray mode are actors holding the only copy
+    players = build_players(
+        _eval_config(
+            trainer.config, opponent, {"distributed_backend": "local", **(overrides or {})}
+        )
+    )
+    for checkpoint, learner in trainer.learners.items():
+        for slot, files in learner.adapter_files().items():
+            directory = Path(scratch) / "adapters" / slot
+            directory.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                (directory / Path(name).name).write_bytes(data)
+            players.pools[checkpoint].load_adapter(slot, directory)
     for env, src in zip(players.envs, trainer.envs):
         if env.curriculum is not None:
             env.load_state_dict(src.state_dict())

@@ -79,8 +79,25 @@ def _run(cfg) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
             baseline="counterfactual",
             colocate_engines=True,
         ),
+        dict(  # the opponents change per episode: the workers play the driver's mapping
+            env="team_battle",
+            env_kwargs={"team_size": 2},
+            opponent_mix=["heuristic", "random"],
+            max_episodes=4,
+            eval_episodes=2,
+            eval_interval=2,
+            colocate_engines=True,
+        ),
     ],
-    ids=["grpo-sync", "grpo-async", "grpo-federated", "grpo-selective", "ppo", "team-cf"],
+    ids=[
+        "grpo-sync",
+        "grpo-async",
+        "grpo-federated",
+        "grpo-selective",
+        "ppo",
+        "team-cf",
+        "team-opponent-mix",
+    ],
 )
 def test_one_worker_gives_local_modes_metrics_and_weights(
     cluster, tiny_model_path, tmp_path, overrides

@@ -293,10 +293,6 @@ def test_a_bad_opponent_mix_is_named():
         MultiModelConfig(
             env="team_battle", opponent_mix=["random"], opponent_sampling="latest"
         ).validate()
-    with pytest.raises(ConfigError, match=r"opponent_mix=.*distributed_backend='local'"):
-        MultiModelConfig(
-            env="team_battle", opponent_mix=["random"], distributed_backend="ray"
-        ).validate()
 
 
 def test_the_mix_draws_per_episode_from_the_seed_and_replaces_only_opponent_agents(
