@@ -16,8 +16,9 @@ cluster started here (``ray.init(num_cpus=<cores>)``); the figure is the median 
 timed episode, as episodes per minute, with Ray's overhead against local mode:
 (ray - local) / local. The update's seconds are split: ``learner`` is the update timed inside
 the learner's own process (its actor's, in Ray mode), ``push`` the weight pushes to the engines;
-the rest of ``update`` is the cost of the Ray calls themselves (arguments, results). The trained weights are compared too: Ray mode with one worker must end
-where local mode ends (the same seeds and batches). A worker plays whole GRPO groups and the
+the rest of ``update`` is the cost of the Ray calls themselves (arguments, results). The
+trained weights are compared too: Ray mode with one worker must end where local mode ends (the
+same seeds and batches). A worker plays whole GRPO groups and the
 preset has one (8 copies), so the two-worker pair runs ``batch_size=16`` (two groups, 16
 copies) in both modes: ``local x2`` beside ``ray, 2 workers x2``.
 

@@ -757,13 +757,6 @@ class MultiModelConfig:
             value = getattr(self, name)
             if value > 1 and value != int(value):
                 _fail(name, value, "a fraction of one GPU (e.g. 0.5) or a whole number of GPUs")
-        if self.opponent_sampling != "fixed":
-            _fail(
-                "opponent_sampling",
-                self.opponent_sampling,
-                "'fixed' with distributed_backend='ray' (snapshot self-play runs in local mode: "
-                "distributed_backend='local')",
-            )
         if self.generation_backend == "vllm" and self.colocate_engines:
             _fail(
                 "colocate_engines",

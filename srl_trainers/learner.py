@@ -193,6 +193,25 @@ class Learner:
                     (Path(tmp) / Path(fname).name).write_bytes(data)
                 self.pool.load_adapter(name, tmp)
 
+    def snapshot(self, copies: dict[str, str]) -> None:
+        """Freeze a copy of slots' adapters under new names, ``{new name: slot}`` (self-play's
+        snapshots): adapters of the pool that never train, in the same generate batch."""
+        files = self.adapter_files(sorted(set(copies.values())))
+        self.load_snapshot_files({name: files[slot] for name, slot in copies.items()})
+
+    def load_snapshot_files(self, files: dict[str, dict[str, bytes]]) -> None:
+        """Load adapters given as :meth:`adapter_files` as frozen snapshots (a resume)."""
+        self.load_adapter_files(files)
+        for name in files:
+            self.pool.freeze(self.pool.trainable_parameters(name))
+
+    def remove_adapters(self, names: list[str]) -> None:
+        """Delete snapshot adapters (evicted from the league)."""
+        for name in names:
+            if name in self.slots:
+                raise ValueError(f"{name!r} is a trained slot of this learner, not a snapshot")
+            self.pool.remove_adapter(name)
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint holds of this learner besides its adapters: optimizer and value
         head states (tensors), the strategy's state and the entropy coefficients (JSON)."""

@@ -109,6 +109,18 @@ class SnapshotPolicy(LoRAPolicy):
     def adapter(self) -> str | None:
         return self.policy_id
 
+    @classmethod
+    def of(cls, policy_id: str, src: Policy, episode: int) -> SnapshotPolicy:
+        """The snapshot ``policy_id`` of slot ``src`` taken at training episode ``episode``."""
+        return cls(
+            policy_id,
+            src.model_type,
+            f"{src.model_name} (snapshot of {src.policy_id}, episode {episode})",
+            checkpoint=getattr(src, "checkpoint", ""),
+            source=src.policy_id,
+            episode=episode,
+        )
+
 
 @dataclass
 class BotPolicy(Policy):

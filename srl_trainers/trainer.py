@@ -31,7 +31,6 @@ import functools
 import os
 import random
 import signal
-import tempfile
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -717,31 +716,45 @@ class MultiModelTrainer:
     def _take_snapshot(self, episode: int) -> None:
         """Freeze a copy of every slot's adapter as a snapshot policy of the league."""
         ids, evicted = self.league.add(episode)
-        for slot, pid in ids.items():
-            pool = self.pool_of[slot]
-            with tempfile.TemporaryDirectory(prefix="srl-snapshot-") as tmp:
-                pool.save_adapter(slot, tmp)
-                pool.load_adapter(pid, tmp)
-            pool.freeze(pool.trainable_parameters(pid))
-            src = self.policies[slot]
-            self._add_snapshot_policy(pid, src, episode)
+        for checkpoint, copies in self._by_checkpoint(ids).items():
+            self.learners[checkpoint].snapshot(copies)  # the learner freezes its own copies
+            self._serve_snapshots(checkpoint, copies, episode)
         for snap in evicted:
-            for pid in snap["policies"].values():
-                self.pools[self.policies[pid].checkpoint].remove_adapter(pid)
+            gone = list(snap["policies"].values())
+            for checkpoint, copies in self._by_checkpoint(snap["policies"]).items():
+                self.learners[checkpoint].remove_adapters(list(copies))
+                if checkpoint in self.backends:
+                    for pid in copies:
+                        self.backends[checkpoint].remove_adapter(pid)
+            if self.runtime is not None:
+                self.runtime.remove_snapshots(gone)
+            for pid in gone:
                 del self.policies[pid]
                 self._history.pop(pid, None)
                 self._totals.pop(pid, None)
         self.league.mark = min(self._update_count(s) for s in self.slots)
 
+    def _by_checkpoint(self, ids: dict[str, str]) -> dict[str, dict[str, str]]:
+        """League ids ``{slot: snapshot id}`` -> ``{base checkpoint: {snapshot id: slot}}``."""
+        out: dict[str, dict[str, str]] = defaultdict(dict)
+        for slot, pid in ids.items():
+            out[self.policies[slot].checkpoint][pid] = slot
+        return out
+
+    def _serve_snapshots(self, checkpoint: str, copies: dict[str, str], episode: int) -> None:
+        """New snapshots (``{id: slot}``, held by the learner of ``checkpoint``) as policies
+        the rollout can play: Ray's engines and workers get them; the vLLM backend loads them."""
+        for pid, slot in copies.items():
+            self._add_snapshot_policy(pid, self.policies[slot], episode)
+        if self.runtime is not None:
+            self.runtime.add_snapshots(checkpoint, copies, episode)
+        elif checkpoint in self.backends:
+            self.backends[checkpoint].push_from_pool(
+                self.pools[checkpoint], list(copies), self._adapter_push_dir / Path(checkpoint).name
+            )
+
     def _add_snapshot_policy(self, pid: str, src: Policy, episode: int) -> None:
-        self.policies[pid] = SnapshotPolicy(
-            pid,
-            src.model_type,
-            f"{src.model_name} (snapshot of {src.policy_id}, episode {episode})",
-            checkpoint=src.checkpoint,
-            source=src.policy_id,
-            episode=episode,
-        )
+        self.policies[pid] = SnapshotPolicy.of(pid, src, episode)
         self._history.setdefault(pid, deque(maxlen=self.config.reward_window))
         self._totals.setdefault(
             pid, {"episodes": 0, "env_episodes": 0, "wins": 0, "invalid": 0, "turns": 0}
@@ -1087,12 +1100,12 @@ class MultiModelTrainer:
             )
         if self.league is not None and state.get("league"):  # the snapshots, frozen again
             for snap in state["league"]["snapshots"]:
-                for slot, pid in snap["policies"].items():
-                    if pid not in self.policies:
-                        pool = self.pool_of[slot]
-                        pool.load_adapter(pid, path / "snapshots" / pid)
-                        pool.freeze(pool.trainable_parameters(pid))
-                        self._add_snapshot_policy(pid, self.policies[slot], snap["episode"])
+                new = {s: p for s, p in snap["policies"].items() if p not in self.policies}
+                for checkpoint, copies in self._by_checkpoint(new).items():
+                    self.learners[checkpoint].load_snapshot_files(
+                        {pid: _files_of(path / "snapshots" / pid) for pid in copies}
+                    )
+                    self._serve_snapshots(checkpoint, copies, snap["episode"])
         for checkpoint, learner in self.learners.items():
             self._push_weights(checkpoint, learner.slots)
             learner.load_state_dict(

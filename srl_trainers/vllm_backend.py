@@ -116,6 +116,12 @@ class VLLMGenerationBackend:
         if old is not None:  # drop the stale weights from vLLM's LoRA cache
             self.llm.llm_engine.remove_lora(old.lora_int_id)
 
+    def remove_adapter(self, name: str) -> None:
+        """Stop serving adapter ``name`` (a self-play snapshot evicted from the league)."""
+        old = self._requests.pop(name, None)
+        if old is not None:
+            self.llm.llm_engine.remove_lora(old.lora_int_id)
+
     def push_from_pool(self, pool: Any, names: Sequence[str], directory: str | Path) -> None:
         """Save adapters ``names`` of ``pool`` under ``directory/<name>`` and serve them."""
         for name in names:

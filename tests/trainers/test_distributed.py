@@ -88,6 +88,26 @@ def _run(cfg) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
             eval_interval=2,
             colocate_engines=True,
         ),
+        dict(  # self-play: snapshots taken, served by the engine actor and evicted
+            env="team_battle",
+            env_kwargs={"team_size": 2},
+            baseline="counterfactual",
+            opponent_sampling="pfsp",
+            snapshot_interval=1,
+            max_snapshots=2,
+            max_episodes=4,
+        ),
+        dict(  # self-play in a turn-based game, the learner generating
+            env="srl/pz-tictactoe-v3",
+            num_models=1,
+            episode_length=None,
+            kv_cache_size=1024,
+            opponent_policy="random",
+            opponent_sampling="latest",
+            snapshot_interval=1,
+            max_episodes=3,
+            colocate_engines=True,
+        ),
     ],
     ids=[
         "grpo-sync",
@@ -97,6 +117,8 @@ def _run(cfg) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
         "ppo",
         "team-cf",
         "team-opponent-mix",
+        "team-self-play",
+        "tictactoe-self-play",
     ],
 )
 def test_one_worker_gives_local_modes_metrics_and_weights(
@@ -232,6 +254,42 @@ def test_a_killed_worker_or_engine_is_rebuilt_and_nothing_is_lost(
     assert remote.runtime.restarts["engines"] == 1
     assert remote.runtime.restarts["rollout_workers"] >= 2
     asyncio.run(remote.shutdown())
+
+
+def test_self_play_resumes_in_ray_mode_and_survives_a_dead_engine(
+    cluster, tiny_model_path, tmp_path
+):
+    """A local self-play run's checkpoint (its snapshots) continues in Ray mode, where a
+    killed engine is rebuilt with the snapshots it served: the metrics of an uninterrupted
+    local run."""
+
+    def config(name, backend, episodes):
+        return tiny_trainer_config(
+            tiny_model_path,
+            tmp_path / name,
+            env="team_battle",
+            env_kwargs={"team_size": 2},
+            opponent_sampling="uniform",
+            snapshot_interval=1,
+            max_snapshots=3,
+            save_interval=1,
+            max_episodes=episodes,
+            distributed_backend=backend,
+        )
+
+    reference = _metrics(MultiModelTrainer(config("ref", "local", 4)).train_sync())
+    MultiModelTrainer(config("run", "local", 2)).train_sync()
+    remote = MultiModelTrainer(config("run", "ray", 4))
+    remote.load_checkpoint("latest")
+    assert sorted(remote.runtime.snapshots) == sorted(
+        p for p in remote.policies if "_ep" in p
+    )  # the resumed snapshots are served
+    asyncio.run(remote.train_multi_model_episode(2))
+    ray.kill(next(iter(remote.runtime.engines.values())), no_restart=True)
+    results = remote.train_sync()
+    assert remote.runtime.restarts["engines"] == 1
+    asyncio.run(remote.shutdown())
+    _assert_same(reference, _metrics(results))
 
 
 def test_a_dead_learner_stops_the_run_and_its_checkpoint_resumes_locally(

@@ -167,3 +167,38 @@ def test_training_with_vllm_engine_actors_in_ray_mode(tmp_path):
         asyncio.run(trainer.shutdown())
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_self_play_snapshots_are_served_by_vllm_and_evicted(tmp_path, backend):
+    """Snapshots join the vLLM engine as LoRA requests (the blue team plays them) and leave
+    it when max_snapshots evicts them."""
+    ray = pytest.importorskip("ray") if backend == "ray" else None
+    if ray is not None:
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    try:
+        cfg = _config(
+            tmp_path,
+            distributed_backend=backend,
+            opponent_sampling="latest",
+            snapshot_interval=1,
+            max_snapshots=1,
+            max_episodes=3,
+        )
+        trainer = MultiModelTrainer(cfg)
+        results = trainer.train_sync()
+        assert results["training_completed"] and results["total_episodes"] == 3
+        metrics = results["training_metrics"]
+        assert metrics["league/snapshots"] == 1 and 0.0 <= metrics["league/win_rate"] <= 1.0
+        kept = sorted(s for snap in trainer.league.snapshots for s in snap["policies"].values())
+        if ray is None:
+            (served,) = trainer.backends.values()
+            names = served.adapter_names
+        else:
+            (engine,) = trainer.runtime.engines.values()
+            names = ray.get(engine.adapter_names.remote())
+        assert sorted(n for n in names if n not in trainer.slots) == kept
+        asyncio.run(trainer.shutdown())
+    finally:
+        if ray is not None:
+            ray.shutdown()
