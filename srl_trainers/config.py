@@ -764,16 +764,6 @@ class MultiModelConfig:
                 "False with generation_backend='vllm' in Ray mode (vLLM runs in the engine "
                 "actors; a learner that generates itself uses the HF pool)",
             )
-        import srl_envs
-
-        if srl_envs.spec(self.env).name == "staged":
-            _fail(
-                "env",
-                self.env,
-                "a game without a curriculum with distributed_backend='ray' (the staged "
-                "curriculum lives in the env copies, which Ray mode spreads over workers): "
-                "train it with distributed_backend='local'",
-            )
 
     def _check_machine(self) -> None:
         """Hardware and packages the config needs: fail here, not after the models load."""

@@ -105,6 +105,10 @@ class RolloutResult:
     generation_seconds: float = 0.0
     # how many values each env metric averages (to merge the results of several workers)
     env_metric_counts: dict[str, int] = field(default_factory=dict)
+    # env copies with a curriculum (the staged env): the (stage, warm-up) each was played in
+    curriculum_stages: list[tuple[int, bool]] = field(default_factory=list)
+    # Ray mode: those copies' curriculum states after the episode, for the driver's copies
+    curriculum_states: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def merge(cls, parts: list[RolloutResult]) -> RolloutResult:
@@ -128,6 +132,8 @@ class RolloutResult:
             tokens_generated=sum(p.tokens_generated for p in parts),
             generation_seconds=max((p.generation_seconds for p in parts), default=0.0),
             env_metric_counts=dict(counts),
+            curriculum_stages=[x for p in parts for x in p.curriculum_stages],
+            curriculum_states=[x for p in parts for x in p.curriculum_states],
         )
 
 
@@ -261,6 +267,11 @@ class Rollout:
         for env, seed in zip(self.envs, seeds):
             obs, _ = env.reset(seed=seed, options=episode_options)  # staged: its stage's level
             observations.append(obs)
+        played = [
+            (int(env.curriculum.stage), bool(env.curriculum.warmup))
+            for env in self.envs
+            if env.curriculum is not None
+        ]
         bot_seeds = [seed + 17 for seed in seeds]
         if cfg.bot_seeds == "copy" and not evaluation:  # each copy of a group its own draws
             bot_seeds = [s + 7_919 * ((offset + c) % g) for c, s in enumerate(bot_seeds)]
@@ -434,6 +445,7 @@ class Rollout:
             env_metric_counts={k: len(v) for k, v in env_metrics.items()},
             tokens_generated=tokens,
             generation_seconds=gen_seconds,
+            curriculum_stages=played,
         )
 
     def _counterfactual(

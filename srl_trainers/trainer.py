@@ -40,7 +40,6 @@ import numpy as np
 import torch
 
 import srl_envs
-from srl_envs.staged import StagedEnv
 from srl_trainers.algorithms import ValueHead
 from srl_trainers.checkpoint import (
     RNG_FILE,
@@ -298,7 +297,7 @@ class MultiModelTrainer:
             resume_hint=self._resume_hint,
         )
         self.learners = dict(self.runtime.learners)
-        self.rollout = DistributedRollout(self.runtime, self.policy_mapping)
+        self.rollout = DistributedRollout(self.runtime, self.policy_mapping, self.envs)
 
     def _resume_hint(self) -> str:
         last = self.checkpoints_saved[-1] if self.checkpoints_saved else None
@@ -819,10 +818,10 @@ class MultiModelTrainer:
         }
         for key, value in rollout.env_metrics.items():
             metrics[f"model/{key}" if "/" in key else f"env/{key}"] = value
-        staged = [env for env in self.envs if isinstance(env, StagedEnv)]
-        if staged:  # the stage this episode was played in (mean over copies: gates are per copy)
-            metrics["curriculum/stage"] = float(np.mean([env.stage for env in staged]))
-            metrics["curriculum/warmup"] = float(np.mean([env.warmup for env in staged]))
+        played = rollout.curriculum_stages
+        if played:  # the stage this episode was played in (mean over copies: gates are per copy)
+            metrics["curriculum/stage"] = float(np.mean([stage for stage, _ in played]))
+            metrics["curriculum/warmup"] = float(np.mean([warmup for _, warmup in played]))
         for pid in self.policies:
             last = self._history[pid][-1] if self._history[pid] else None
             if last is None:

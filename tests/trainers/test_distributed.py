@@ -108,6 +108,13 @@ def _run(cfg) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
             max_episodes=3,
             colocate_engines=True,
         ),
+        dict(  # the curriculum of every copy advances in the workers, the driver keeps it
+            env="staged",
+            env_kwargs={"base": "coop_compete", "warmup_episodes": 1, "episodes_per_stage": 1},
+            max_episodes=3,
+            eval_episodes=2,
+            eval_interval=2,
+        ),
     ],
     ids=[
         "grpo-sync",
@@ -119,6 +126,7 @@ def _run(cfg) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
         "team-opponent-mix",
         "team-self-play",
         "tictactoe-self-play",
+        "staged",
     ],
 )
 def test_one_worker_gives_local_modes_metrics_and_weights(
@@ -254,6 +262,48 @@ def test_a_killed_worker_or_engine_is_rebuilt_and_nothing_is_lost(
     assert remote.runtime.restarts["engines"] == 1
     assert remote.runtime.restarts["rollout_workers"] >= 2
     asyncio.run(remote.shutdown())
+
+
+def test_a_curriculum_advances_alike_over_two_workers_and_a_dead_one(
+    cluster, tiny_model_path, tmp_path
+):
+    """The staged env's stages: the driver's copies hold the run's curricula (each copy its
+    own), the workers play from them; a killed worker's episode replays from the same stages,
+    and a Ray run's checkpoint continues locally."""
+
+    def config(name, backend, **kw):
+        fields = dict(
+            env="staged",
+            env_kwargs={"base": "coop_compete", "warmup_episodes": 1, "episodes_per_stage": 2},
+            batch_size=8,
+            max_episodes=4,
+            save_interval=1,
+            distributed_backend=backend,
+        )
+        return tiny_trainer_config(tiny_model_path, tmp_path / name, **{**fields, **kw})
+
+    def counters(trainer):  # the returns' window differs: two workers sample differently
+        keys = ("episode", "stage", "episodes_in_stage")
+        return [{k: env.state_dict()["curriculum"][k] for k in keys} for env in trainer.envs]
+
+    local = MultiModelTrainer(config("local", "local"))
+    remote = MultiModelTrainer(config("ray", "ray", num_rollout_workers=2, colocate_engines=True))
+    remote.setup()
+    for episode in range(3):
+        if episode == 2:
+            ray.kill(remote.runtime.workers[1], no_restart=True)
+        asyncio.run(local.train_multi_model_episode(episode))
+        metrics = asyncio.run(remote.train_multi_model_episode(episode))["metrics"]
+        assert metrics["curriculum/stage"] == 0.0
+        assert counters(remote) == counters(local)  # the replayed episode counted once
+    assert remote.runtime.restarts["rollout_workers"] >= 1
+    remote.save_checkpoint()
+    asyncio.run(remote.shutdown())
+    last = MultiModelTrainer(config("ray", "local"))
+    last.load_checkpoint("latest")
+    assert counters(last) == counters(local)
+    metrics = asyncio.run(last.train_multi_model_episode(3))["metrics"]
+    assert metrics["curriculum/stage"] == 1.0  # warm-up, 2 episodes of stage 0, then stage 1
 
 
 def test_self_play_resumes_in_ray_mode_and_survives_a_dead_engine(
