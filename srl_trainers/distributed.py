@@ -52,7 +52,13 @@ from srl_trainers.config import ConfigError, MultiModelConfig
 from srl_trainers.learner import Learner
 from srl_trainers.models import ChatPrompts, Generation
 from srl_trainers.policies import SnapshotPolicy
-from srl_trainers.rollout import Rollout, RolloutResult, TrainingEnvironment, training_env_seed
+from srl_trainers.rollout import (
+    Rollout,
+    RolloutResult,
+    TrainingEnvironment,
+    sum_counters,
+    training_env_seed,
+)
 
 __all__ = [
     "RAY_INSTALL_HINT",
@@ -317,6 +323,13 @@ class RolloutWorker:
         finally:
             rollout.policy_mapping = fixed
         result.curriculum_states = [env.state_dict() for env in staged]
+        # the policies' counters (API usage) since the last play: the driver keeps the run's
+        # totals, so a rebuilt worker starting from zero loses none
+        for pid, policy in rollout.policies.items():
+            counters = policy.state_dict()
+            if counters:
+                result.counter_increments[pid] = dict(counters)
+                policy.load_state_dict(dict.fromkeys(counters, 0))
         return result
 
     def add_snapshots(self, snapshots: list[tuple[str, str, int]]) -> None:
@@ -690,14 +703,21 @@ class RayRuntime:
                 return None
             return [s for s in curriculum_states[first : first + count] if s is not None]
 
+        counted: list[dict[str, dict[str, float]]] = []  # by workers of failed attempts
         for attempt in range(MAX_ROLLOUT_RESTARTS + 1):
             refs = [
                 w.play.remote(episode, coop, comp, curriculum_states=share(*part), **kwargs)
                 for w, part in zip(self.workers, self._shares)
             ]
             try:
-                return RolloutResult.merge(ray.get(refs))
+                result = RolloutResult.merge(ray.get(refs))
+                result.counter_increments = sum_counters([*counted, result.counter_increments])
+                return result
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                # the requests the surviving workers made in this attempt still count
+                for ref in refs:
+                    with contextlib.suppress(Exception):
+                        counted.append(ray.get(ref).counter_increments)
                 if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
                     exc.cause, ray.exceptions.RayActorError
                 ):
@@ -782,11 +802,18 @@ class DistributedRollout:
     """The trainer's rollout in Ray mode: :meth:`play` as :class:`Rollout`'s, over the workers."""
 
     def __init__(
-        self, runtime: RayRuntime, policy_mapping: dict[str, str], envs: list[Any]
+        self,
+        runtime: RayRuntime,
+        policy_mapping: dict[str, str],
+        envs: list[Any],
+        policies: dict[str, Any],
     ) -> None:
         self.runtime = runtime
         self.policy_mapping = policy_mapping
         self.config = runtime.config
+        # the driver's policies: their counters (API usage) are the run's, the workers'
+        # increments added after every episode (what metrics and checkpoints read)
+        self.policies = policies
         # the driver's env copies: their curricula (the staged env) are the run's, which the
         # workers' copies play from and hand back after every episode
         self.envs = envs
@@ -821,6 +848,10 @@ class DistributedRollout:
         )
         for env, state in zip(staged, result.curriculum_states):
             env.load_state_dict(state)
+        for pid, grown in result.counter_increments.items():
+            policy = self.policies[pid]
+            totals = policy.state_dict() or {}
+            policy.load_state_dict({k: totals.get(k, 0) + v for k, v in grown.items()})
         result.generation_seconds = min(result.generation_seconds, time.time() - t0)
         return result
 

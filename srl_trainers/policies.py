@@ -70,7 +70,9 @@ class Policy:
         return {}
 
     def state_dict(self) -> dict[str, float] | None:
-        """State a checkpoint keeps (JSON data); ``None``: nothing to keep."""
+        """State a checkpoint keeps (JSON data); ``None``: nothing to keep. Counters that add
+        up (API usage): in Ray mode each rollout worker hands the driver what they grew by
+        after every episode and restarts them from zero (``load_state_dict`` of zeros)."""
         return None
 
     def load_state_dict(self, state: dict[str, float]) -> None:

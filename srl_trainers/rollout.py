@@ -109,6 +109,8 @@ class RolloutResult:
     curriculum_stages: list[tuple[int, bool]] = field(default_factory=list)
     # Ray mode: those copies' curriculum states after the episode, for the driver's copies
     curriculum_states: list[dict[str, Any]] = field(default_factory=list)
+    # Ray mode: what each policy's counters (API usage: its state_dict) grew by in the worker
+    counter_increments: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def merge(cls, parts: list[RolloutResult]) -> RolloutResult:
@@ -134,7 +136,18 @@ class RolloutResult:
             env_metric_counts=dict(counts),
             curriculum_stages=[x for p in parts for x in p.curriculum_stages],
             curriculum_states=[x for p in parts for x in p.curriculum_states],
+            counter_increments=sum_counters([p.counter_increments for p in parts]),
         )
+
+
+def sum_counters(parts: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per-policy counters (``{policy: {name: value}}``) added up."""
+    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for part in parts:
+        for pid, counters in part.items():
+            for k, v in counters.items():
+                out[pid][k] += v
+    return {pid: dict(c) for pid, c in out.items()}
 
 
 # ------------------------------------------------------------------------------ env side

@@ -297,7 +297,9 @@ class MultiModelTrainer:
             resume_hint=self._resume_hint,
         )
         self.learners = dict(self.runtime.learners)
-        self.rollout = DistributedRollout(self.runtime, self.policy_mapping, self.envs)
+        self.rollout = DistributedRollout(
+            self.runtime, self.policy_mapping, self.envs, self.policies
+        )
 
     def _resume_hint(self) -> str:
         last = self.checkpoints_saved[-1] if self.checkpoints_saved else None

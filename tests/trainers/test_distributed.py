@@ -342,6 +342,48 @@ def test_self_play_resumes_in_ray_mode_and_survives_a_dead_engine(
     _assert_same(reference, _metrics(results))
 
 
+def test_the_workers_api_usage_is_counted_in_the_drivers_metrics_and_checkpoints(
+    cluster, tiny_model_path, tmp_path
+):
+    """API policies answer in the rollout workers; their usage counters reach the driver
+    after every episode: the same api/* metrics as local mode, kept in the checkpoint."""
+    from srl_trainers.checkpoint import read_state
+    from srl_trainers.serve import BackgroundServer
+    from srl_trainers.trainer import TRAINER_STATE_FILE
+    from tests.golden.trainer_metrics import fake_api_app
+
+    with BackgroundServer(fake_api_app()) as server:
+
+        def config(name, backend):
+            return tiny_trainer_config(
+                tiny_model_path,
+                tmp_path / name,
+                model_types=["tiny", "api"],
+                model_names={"tiny": str(tiny_model_path), "api": "base"},
+                api_base_url=server.url + "/v1",
+                api_backoff=0.01,
+                max_episodes=3,
+                save_interval=1,
+                distributed_backend=backend,
+            )
+
+        def usage(results):  # the counters, not the wall-clock latency
+            m = results["training_metrics"]
+            return {k: v for k, v in m.items() if k.startswith("api/") and "latency" not in k}
+
+        local = usage(MultiModelTrainer(config("local", "local")).train_sync())
+        remote_trainer = MultiModelTrainer(config("ray", "ray"))
+        remote = usage(remote_trainer.train_sync())
+        asyncio.run(remote_trainer.shutdown())
+    assert local and remote == local
+    assert any(k.endswith("/requests") and v > 0 for k, v in remote.items())
+    path, _ = CheckpointManager(tmp_path / "ray" / "ckpt").verify("latest")
+    state = read_state(path / TRAINER_STATE_FILE)
+    (counters,) = state["api"].values()
+    pid = next(k for k in remote if k.endswith("/requests")).split("/")[1]
+    assert counters["requests"] == remote[f"api/{pid}/requests"]
+
+
 def test_a_dead_learner_stops_the_run_and_its_checkpoint_resumes_locally(
     cluster, tiny_model_path, tmp_path
 ):
