@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from srl_trainers.config import ConfigError, MultiModelConfig
-from srl_trainers.learner import Learner
+from srl_trainers.learner import Learner, load_adapter_files
 from srl_trainers.models import ChatPrompts, Generation
 from srl_trainers.policies import SnapshotPolicy
 from srl_trainers.rollout import (
@@ -200,12 +200,7 @@ class EngineHost:
 
     def load_snapshot_files(self, files: dict[str, dict[str, bytes]]) -> None:
         """Serve self-play snapshots, given as :meth:`Learner.adapter_files` (new adapters)."""
-        for name, content in files.items():
-            with tempfile.TemporaryDirectory(prefix="srl-snapshot-") as tmp:
-                for fname, data in content.items():
-                    (Path(tmp) / Path(fname).name).write_bytes(data)
-                self.pool.load_adapter(name, tmp)
-            self.pool.freeze(self.pool.trainable_parameters(name))
+        load_adapter_files(self.pool, files, frozen=True)
         if self.backend is not None:
             self.backend.push_from_pool(self.pool, list(files), self._adapter_dir)
 
@@ -661,8 +656,7 @@ class RayRuntime:
         if not self.config.colocate_engines:
             files = self.learners[checkpoint].actor.adapter_files.remote(pids)
             ray.get(self.engines[checkpoint].load_snapshot_files.remote(files))
-        specs = [(pid, *self.snapshots[pid][1:]) for pid in pids]
-        ray.get([w.add_snapshots.remote(specs) for w in workers])
+        ray.get([w.add_snapshots.remote(self._specs(pids)) for w in workers])
 
     def remove_snapshots(self, pids: list[str]) -> None:
         """Stop serving evicted snapshots (the learner removes its own copies)."""
@@ -681,6 +675,10 @@ class RayRuntime:
 
     def _snapshots_of(self, checkpoint: str) -> list[str]:
         return [pid for pid, (c, _, _) in self.snapshots.items() if c == checkpoint]
+
+    def _specs(self, pids: list[str]) -> list[tuple[str, str, int]]:
+        """(id, source slot, episode) of snapshots, what a worker builds their policies from."""
+        return [(pid, *self.snapshots[pid][1:]) for pid in pids]
 
     def play(
         self,
@@ -766,10 +764,8 @@ class RayRuntime:
             print(f"srl: rollout worker {i} died or lost its engine; restarting it", flush=True)
             self.restarts["rollout_workers"] += 1
             self.workers[i] = self._new_worker(i)
-            for checkpoint in self.groups:  # the engines serve them already
-                specs = [(p, *self.snapshots[p][1:]) for p in self._snapshots_of(checkpoint)]
-                if specs:
-                    ray.get(self.workers[i].add_snapshots.remote(specs))
+            if self.snapshots:  # the engines serve them already
+                ray.get(self.workers[i].add_snapshots.remote(self._specs(list(self.snapshots))))
         ray.get([w.ping.remote() for w in self.workers])
 
     def learner_died(self, checkpoint: str, exc: BaseException | None) -> LearnerDiedError:

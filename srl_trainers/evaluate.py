@@ -39,7 +39,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -293,25 +292,24 @@ async def aevaluate(
         raise ValueError(f"num_episodes={num_episodes!r}: use a whole number >= 1")
     if not isinstance(temperature, int | float) or not 0.0 <= temperature <= 10.0:
         raise ValueError(f"temperature={temperature!r}: use a number in [0, 10] (0: greedy)")
-    with tempfile.TemporaryDirectory(prefix="srl-eval-") as scratch:
-        if isinstance(target, MultiModelTrainer):
-            players, source = _players_of(target, opponent, scratch, overrides), "trainer"
-            episode = target.current_episode
-        elif isinstance(target, MultiModelConfig):
-            players = build_players(_eval_config(target, opponent, overrides))
-            source, episode = "untrained", 0
-        elif isinstance(target, str | os.PathLike):
-            path, meta = _resolve_checkpoint(target, checkpoint_dir)
-            config = MultiModelConfig.from_dict(meta["config"])
-            players = build_players(_eval_config(config, opponent, overrides))
-            _load_weights(players, path, meta)
-            source, episode = str(path), int(meta["episode"])
-        else:
-            raise TypeError(
-                f"evaluate() takes a MultiModelTrainer, a MultiModelConfig or a checkpoint "
-                f"path/id, not {type(target).__name__}"
-            )
-        return await _play(players, num_episodes, temperature, source, episode, stage)
+    if isinstance(target, MultiModelTrainer):
+        players, source = _players_of(target, opponent, overrides), "trainer"
+        episode = target.current_episode
+    elif isinstance(target, MultiModelConfig):
+        players = build_players(_eval_config(target, opponent, overrides))
+        source, episode = "untrained", 0
+    elif isinstance(target, str | os.PathLike):
+        path, meta = _resolve_checkpoint(target, checkpoint_dir)
+        config = MultiModelConfig.from_dict(meta["config"])
+        players = build_players(_eval_config(config, opponent, overrides))
+        _load_weights(players, path, meta)
+        source, episode = str(path), int(meta["episode"])
+    else:
+        raise TypeError(
+            f"evaluate() takes a MultiModelTrainer, a MultiModelConfig or a checkpoint "
+            f"path/id, not {type(target).__name__}"
+        )
+    return await _play(players, num_episodes, temperature, source, episode, stage)
 
 
 def _eval_config(
@@ -354,7 +352,6 @@ def _same_opponent(config: MultiModelConfig, opponent: str | None) -> bool:
 def _players_of(
     trainer: MultiModelTrainer,
     opponent: str | None,
-    scratch: str,
     overrides: dict[str, Any] | None = None,
 ) -> MultiModelTrainer | Players:
     """The trainer itself (it holds what plays), or, for another opponent, new
@@ -363,6 +360,7 @@ def _players_of(
     trainer.setup()
     if _same_opponent(trainer.config, opponent) and not overrides:
         return trainer
+    from srl_trainers.learner import load_adapter_files
     from srl_trainers.population import build_players
 
     # the new players are local (in Ray mode too: the evaluation runs in the driver); the
@@ -373,12 +371,7 @@ def _players_of(
         )
     )
     for checkpoint, learner in trainer.learners.items():
-        for slot, files in learner.adapter_files().items():
-            directory = Path(scratch) / "adapters" / slot
-            directory.mkdir(parents=True, exist_ok=True)
-            for name, data in files.items():
-                (directory / Path(name).name).write_bytes(data)
-            players.pools[checkpoint].load_adapter(slot, directory)
+        load_adapter_files(players.pools[checkpoint], learner.adapter_files())
     for env, src in zip(players.envs, trainer.envs):
         if env.curriculum is not None:
             env.load_state_dict(src.state_dict())

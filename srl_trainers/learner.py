@@ -187,11 +187,7 @@ class Learner:
     def load_adapter_files(self, files: dict[str, dict[str, bytes]]) -> None:
         """Load adapters given as :meth:`adapter_files` (each checked before any changes:
         :meth:`ModelPool.load_adapter`)."""
-        for name, content in files.items():
-            with tempfile.TemporaryDirectory(prefix="srl-adapter-") as tmp:
-                for fname, data in content.items():
-                    (Path(tmp) / Path(fname).name).write_bytes(data)
-                self.pool.load_adapter(name, tmp)
+        load_adapter_files(self.pool, files)
 
     def snapshot(self, copies: dict[str, str]) -> None:
         """Freeze a copy of slots' adapters under new names, ``{new name: slot}`` (self-play's
@@ -201,9 +197,7 @@ class Learner:
 
     def load_snapshot_files(self, files: dict[str, dict[str, bytes]]) -> None:
         """Load adapters given as :meth:`adapter_files` as frozen snapshots (a resume)."""
-        self.load_adapter_files(files)
-        for name in files:
-            self.pool.freeze(self.pool.trainable_parameters(name))
+        load_adapter_files(self.pool, files, frozen=True)
 
     def remove_adapters(self, names: list[str]) -> None:
         """Delete snapshot adapters (evicted from the league)."""
@@ -505,6 +499,28 @@ class Learner:
         self._entropy_coef[slot] = min(
             max(self._entropy_coef[slot] + step, 0.0), cfg.entropy_coef_max
         )
+
+
+def write_adapter_files(content: dict[str, bytes], directory: str | Path) -> Path:
+    """Write one adapter's files, as :meth:`Learner.adapter_files` gives them, into
+    ``directory`` (created; file names only, never a path)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, data in content.items():
+        (out / Path(fname).name).write_bytes(data)
+    return out
+
+
+def load_adapter_files(
+    pool: ModelPool, files: dict[str, dict[str, bytes]], *, frozen: bool = False
+) -> None:
+    """Load adapters given as :meth:`Learner.adapter_files` into ``pool`` (new ones added,
+    existing ones updated in place); ``frozen``: as snapshots that never train."""
+    for name, content in files.items():
+        with tempfile.TemporaryDirectory(prefix="srl-adapter-") as tmp:
+            pool.load_adapter(name, write_adapter_files(content, tmp))
+        if frozen:
+            pool.freeze(pool.trainable_parameters(name))
 
 
 def _rows_of(out: SequenceOutput, rows: slice, completions: list[list[int]]) -> SequenceOutput:

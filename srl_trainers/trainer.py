@@ -65,7 +65,7 @@ from srl_trainers.credit import (
     ppo_advantages,
 )
 from srl_trainers.league import Ratings, SnapshotLeague
-from srl_trainers.learner import Learner
+from srl_trainers.learner import Learner, write_adapter_files
 from srl_trainers.models import ModelPool
 from srl_trainers.monitor import UnifiedMonitor
 from srl_trainers.policies import Policy, SnapshotPolicy
@@ -721,18 +721,8 @@ class MultiModelTrainer:
             self.learners[checkpoint].snapshot(copies)  # the learner freezes its own copies
             self._serve_snapshots(checkpoint, copies, episode)
         for snap in evicted:
-            gone = list(snap["policies"].values())
             for checkpoint, copies in self._by_checkpoint(snap["policies"]).items():
-                self.learners[checkpoint].remove_adapters(list(copies))
-                if checkpoint in self.backends:
-                    for pid in copies:
-                        self.backends[checkpoint].remove_adapter(pid)
-            if self.runtime is not None:
-                self.runtime.remove_snapshots(gone)
-            for pid in gone:
-                del self.policies[pid]
-                self._history.pop(pid, None)
-                self._totals.pop(pid, None)
+                self._drop_snapshots(checkpoint, list(copies))
         self.league.mark = min(self._update_count(s) for s in self.slots)
 
     def _by_checkpoint(self, ids: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -753,6 +743,19 @@ class MultiModelTrainer:
             self.backends[checkpoint].push_from_pool(
                 self.pools[checkpoint], list(copies), self._adapter_push_dir / Path(checkpoint).name
             )
+
+    def _drop_snapshots(self, checkpoint: str, pids: list[str]) -> None:
+        """Evicted snapshots leave the learner, the engines that served them and the policies."""
+        self.learners[checkpoint].remove_adapters(pids)
+        if self.runtime is not None:
+            self.runtime.remove_snapshots(pids)
+        elif checkpoint in self.backends:
+            for pid in pids:
+                self.backends[checkpoint].remove_adapter(pid)
+        for pid in pids:
+            del self.policies[pid]
+            self._history.pop(pid, None)
+            self._totals.pop(pid, None)
 
     def _add_snapshot_policy(self, pid: str, src: Policy, episode: int) -> None:
         self.policies[pid] = SnapshotPolicy.of(pid, src, episode)
@@ -962,10 +965,8 @@ class MultiModelTrainer:
                 mine = [pid for pid, c in snapshots.items() if c == checkpoint]
                 files = learner.adapter_files([*learner.slots, *mine])
                 for name, content in files.items():
-                    where = directory / ("snapshots" if name in snapshots else "adapters") / name
-                    where.mkdir(parents=True)
-                    for fname, data in content.items():
-                        (where / fname).write_bytes(data)
+                    kind = "snapshots" if name in snapshots else "adapters"
+                    write_adapter_files(content, directory / kind / name)
                 learner_states[checkpoint] = learner.state_dict()
             torch.save(
                 {s: o for st in learner_states.values() for s, o in st["optimizers"].items()},
