@@ -298,6 +298,14 @@ class MultiModelConfig:
         default=0,
         ge=0,
     )
+    eval_seeds: Literal["held_out", "validation"] = _help(
+        "The seed range of the trainer's own evaluations (before, every eval_interval, after "
+        "training). 'held_out': the range srl_trainers.evaluate plays by default, which "
+        "benchmarks report on. 'validation': a disjoint range (srl_trainers.evaluate "
+        "--seeds validation plays it), so that a checkpoint keep_best_checkpoint chose can be "
+        "reported on held-out games it was not chosen on.",
+        default="held_out",
+    )
     keep_best_checkpoint: bool = _help(
         "With eval_interval: whenever an evaluation (during or after training) beats every "
         "earlier one, the run saves a checkpoint at that episode, if it has none, and keeps "

@@ -244,6 +244,7 @@ def evaluate(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     stage: int | None = None,
     overrides: dict[str, Any] | None = None,
+    seeds: str = "held_out",
 ) -> EvaluationReport:
     """Play ``num_episodes`` evaluation episodes and measure every policy (see the module
     docstring).
@@ -260,6 +261,10 @@ def evaluate(
     ``overrides``: ``MultiModelConfig`` fields to evaluate under instead of the target's (the
     same slots): another ``policy_mapping`` puts a trained slot in another seat,
     ``env_kwargs`` another game setting (``{"seat_order": "fixed"}`` for a PettingZoo game).
+    ``seeds``: which evaluation seed range the games come from, ``"held_out"`` (default,
+    from ``EVAL_SEED_OFFSET``) or ``"validation"`` (from ``VALIDATION_SEED_OFFSET``, the
+    range a trainer with ``eval_seeds="validation"`` chooses its best checkpoint on); both are
+    disjoint from the training seeds and from each other. The report's ``seeds`` names them.
     """
     return asyncio.run(
         aevaluate(
@@ -270,6 +275,7 @@ def evaluate(
             checkpoint_dir=checkpoint_dir,
             stage=stage,
             overrides=overrides,
+            seeds=seeds,
         )
     )
 
@@ -283,15 +289,19 @@ async def aevaluate(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     stage: int | None = None,
     overrides: dict[str, Any] | None = None,
+    seeds: str = "held_out",
 ) -> EvaluationReport:
     """:func:`evaluate` for callers already inside an event loop."""
     from srl_trainers.population import build_players
+    from srl_trainers.rollout import SEED_RANGES
     from srl_trainers.trainer import MultiModelTrainer
 
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r}: use a whole number >= 1")
     if not isinstance(temperature, int | float) or not 0.0 <= temperature <= 10.0:
         raise ValueError(f"temperature={temperature!r}: use a number in [0, 10] (0: greedy)")
+    if seeds not in SEED_RANGES:
+        raise ValueError(f"seeds={seeds!r}: use one of {sorted(SEED_RANGES)}")
     if isinstance(target, MultiModelTrainer):
         players, source = _players_of(target, opponent, overrides), "trainer"
         episode = target.current_episode
@@ -309,7 +319,7 @@ async def aevaluate(
             f"evaluate() takes a MultiModelTrainer, a MultiModelConfig or a checkpoint "
             f"path/id, not {type(target).__name__}"
         )
-    return await _play(players, num_episodes, temperature, source, episode, stage)
+    return await _play(players, num_episodes, temperature, source, episode, stage, seeds)
 
 
 def _eval_config(
@@ -451,14 +461,17 @@ async def _play(
     source: str,
     episode: int,
     stage: int | None = None,
+    seeds: str = "held_out",
 ) -> EvaluationReport:
     from srl_trainers.checkpoint import capture_rng_state, restore_rng_state
-    from srl_trainers.rollout import EVAL_SEED_OFFSET
+    from srl_trainers.rollout import EVAL_SEED_OFFSET, SEED_RANGES
     from srl_trainers.trainer import ModeController
 
     coop, comp = ModeController(players.config).balance()
     copies = players.num_copies
     batches = math.ceil(num_episodes / copies)
+    # batch b plays seeds EVAL_SEED_OFFSET + b * copies + c: the range's first whole batch
+    first_batch = -(-(SEED_RANGES[seeds] - EVAL_SEED_OFFSET) // copies)
     teams = players.teams
     groups = _groups(players)
     curricula = [(env, env.state_dict()) for env in players.envs if env.curriculum is not None]
@@ -474,7 +487,7 @@ async def _play(
             for env, state in played_states:  # every batch plays the same curriculum stage
                 env.load_state_dict(state)
             result = await players.rollout.play(
-                batch, coop, comp, evaluation=True, temperature=temperature
+                first_batch + batch, coop, comp, evaluation=True, temperature=temperature
             )
             if batch == 0:
                 for turn in result.turns:
@@ -530,7 +543,7 @@ async def _play(
     opp = sorted(
         {p.model_name for pid, p in players.policies.items() if not p.trainable and pid in playing}
     )
-    first = EVAL_SEED_OFFSET
+    first = EVAL_SEED_OFFSET + first_batch * copies
     return EvaluationReport(
         env=players.environment.env_id,
         source=source,
@@ -714,6 +727,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="staged env: play at curriculum stage K (0 = the first), past the warm-up; "
         "default: the stage the checkpoint reached (an untrained config: stage 0)",
     )
+    parser.add_argument(
+        "--seeds",
+        choices=("held_out", "validation"),
+        default="held_out",
+        help="evaluation seed range: held_out (default; what benchmarks report) or validation "
+        "(the games a run with eval_seeds=validation chose its best checkpoint on)",
+    )
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the report as JSON")
     return parser
 
@@ -752,6 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             opponent=args.opponent,
             temperature=args.temperature,
             stage=args.stage,
+            seeds=args.seeds,
         )
     except (ConfigError, ModelUnavailableError, FileNotFoundError, ValueError) as exc:
         parser.fail(exc)

@@ -33,6 +33,8 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "EVAL_SEED_OFFSET",
     "GAME_FIGURES",
+    "SEED_RANGES",
+    "VALIDATION_SEED_OFFSET",
     "Rollout",
     "RolloutResult",
     "TrainingEnvironment",
@@ -49,8 +51,13 @@ GAME_FIGURES = frozenset(
     {"harvest", "group_harvest", "stock", "fields_won", "fields_lost", "margin"}
 )
 # Training env seeds live below 2**31; evaluation seeds start at EVAL_SEED_OFFSET, so the two
-# never overlap.
+# never overlap. Held-out evaluations (srl_trainers.evaluate's default, what benchmarks report)
+# play from EVAL_SEED_OFFSET up; validation evaluations (the trainer's own with
+# eval_seeds="validation", which keep_best_checkpoint chooses by) from VALIDATION_SEED_OFFSET
+# up, 2**39 seeds further, so a checkpoint chosen on validation games is reported on others.
 EVAL_SEED_OFFSET = 2**40
+VALIDATION_SEED_OFFSET = EVAL_SEED_OFFSET + 2**39
+SEED_RANGES = {"held_out": EVAL_SEED_OFFSET, "validation": VALIDATION_SEED_OFFSET}
 
 
 def training_env_seed(seed: int, episode: int, group: int) -> int:

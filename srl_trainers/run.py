@@ -215,8 +215,15 @@ def _print_summary(trainer, results: dict[str, Any]) -> None:
     if evaluation:
         first = next(iter(evaluation.values()))
         how = decoding_label(first["temperature"]) + (" and greedy" if "greedy" in first else "")
+        from srl_trainers.rollout import VALIDATION_SEED_OFFSET
+
+        games = (
+            "validation"
+            if first.get("seeds", [0])[0] >= VALIDATION_SEED_OFFSET  # eval_seeds="validation"
+            else "held-out"
+        )
         print(
-            f"\nevaluation: the trained population on {first['games']} held-out games against "
+            f"\nevaluation: the trained population on {first['games']} {games} games against "
             f"{first['opponent']}, {how} (95% intervals)"
         )
         for when, e in evaluation.items():

@@ -460,7 +460,8 @@ class MultiModelTrainer:
         how = " and ".join(decoding_label(t) for t in temperatures.values())
         others = [o for o in cfg.opponent_mix if o != cfg.opponent_policy]
         say(
-            f"srl: evaluating {when}: {cfg.eval_episodes} held-out games against "
+            f"srl: evaluating {when}: {cfg.eval_episodes} {cfg.eval_seeds.replace('_', '-')} "
+            f"games against "
             f"{', '.join([cfg.opponent_policy, *others])}, {how}"
         )
         summary, logged = await self._evaluate_against(None, temperatures, "eval/")
@@ -492,6 +493,7 @@ class MultiModelTrainer:
                 num_episodes=self.config.eval_episodes,
                 temperature=temperature,
                 opponent=opponent,
+                seeds=self.config.eval_seeds,
             )
             group = report.population
             figures = {
@@ -520,6 +522,7 @@ class MultiModelTrainer:
                     games=report.num_episodes,
                     opponent=report.opponent,
                     temperature=report.temperature,
+                    seeds=list(report.seeds),
                     **figures,
                     seconds=report.seconds,
                 )

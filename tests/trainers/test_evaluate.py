@@ -9,6 +9,7 @@ import math
 import pytest
 
 from srl_trainers import MultiModelConfig, MultiModelTrainer
+from srl_trainers.config import ConfigError
 from srl_trainers.evaluate import (
     EvaluationReport,
     _outcomes,
@@ -146,6 +147,55 @@ def test_evaluation_leaves_training_untouched_and_is_repeatable(tiny_model_path,
     )
     second = evaluate(trainer, num_episodes=2, temperature=1.0)
     assert first.to_dict()["models"] == second.to_dict()["models"]
+
+
+def test_validation_seeds_are_another_range_and_the_trainer_chooses_on_them(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """seeds="validation" plays games of its own range (the env seeds the copies are reset
+    with), disjoint from the held-out games; a trainer with eval_seeds="validation" plays them
+    in its evaluations and says so in its summary."""
+    import srl_envs
+    from srl_trainers.rollout import VALIDATION_SEED_OFFSET
+
+    played: list[int] = []
+    make = srl_envs.make
+
+    def spy(env_id, **kwargs):
+        env = make(env_id, **kwargs)
+        reset = env.reset
+
+        def recording(seed=None, options=None):
+            played.append(seed)
+            return reset(seed=seed, options=options)
+
+        env.reset = recording
+        return env
+
+    monkeypatch.setattr(srl_envs, "make", spy)
+    cfg = tiny_config(tiny_model_path, tmp_path)
+    held_out = evaluate(cfg, num_episodes=4)
+    seen_held_out, played[:] = list(played), []
+    validation = evaluate(cfg, num_episodes=4, seeds="validation")
+    assert validation.num_episodes == held_out.num_episodes == 4
+    lo, hi = validation.seeds
+    assert VALIDATION_SEED_OFFSET <= lo < VALIDATION_SEED_OFFSET + 2 and hi == lo + 3
+    assert sorted(played) == list(range(lo, hi + 1))  # what the report names is what was played
+    assert sorted(seen_held_out) == list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 4))
+    with pytest.raises(ValueError, match=r"seeds='test'.*\['held_out', 'validation'\]"):
+        evaluate(cfg, num_episodes=4, seeds="test")
+
+    played[:] = []
+    trainer = MultiModelTrainer(
+        tiny_config(tiny_model_path, tmp_path, eval_episodes=4, eval_seeds="validation")
+    )
+    trainer.train_sync()
+    before, after = trainer.evaluations["before"], trainer.evaluations["after"]
+    assert before["seeds"] == after["seeds"] == [lo, hi]
+    assert set(played) >= set(range(lo, hi + 1))
+    assert not set(played) & set(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 4))
+    with pytest.raises(ConfigError, match=r"eval_seeds"):
+        MultiModelConfig(eval_seeds="test").validate()
 
 
 def test_checkpoint_round_trip_and_other_opponent(tiny_model_path, tmp_path):
