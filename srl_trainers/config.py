@@ -234,14 +234,27 @@ class MultiModelConfig:
         ge=0.0,
     )
     gpus_per_engine: float = _help(
-        "Ray mode: GPUs each generation-engine actor (one per base model) asks for, as "
-        "gpus_per_learner; unused with colocate_engines.",
+        "Ray mode: GPUs each generation-engine actor (engines_per_model per base model) asks "
+        "for, as gpus_per_learner; unused with colocate_engines.",
         default=0.0,
         ge=0.0,
     )
+    engines_per_model: int = _help(
+        "Ray mode: generation-engine actors per base model, data-parallel replicas that each "
+        "hold the group's adapters and get every update's weights; rollout worker i "
+        "generates on replica i mod engines_per_model, so with gpus_per_engine=1 and as many "
+        "workers, one base model's generation spreads over that many GPUs. At most "
+        "num_rollout_workers (a replica no worker calls is refused); 1 with colocate_engines "
+        "(the learner is the engine).",
+        default=1,
+        ge=1,
+        le=256,
+    )
     colocate_engines: bool = _help(
         "Ray mode: the learner actor generates with its own model (one copy of the weights, "
-        "nothing to push after an update) instead of a separate engine actor per base model.",
+        "nothing to push after an update) instead of a separate engine actor per base model; "
+        "with generation_backend='vllm', a vLLM engine in the learner's process that loads "
+        "the new adapters from the node's own disk after every update, as local mode's does.",
         default=False,
     )
     enable_verl: bool = _help(
@@ -765,12 +778,18 @@ class MultiModelConfig:
             value = getattr(self, name)
             if value > 1 and value != int(value):
                 _fail(name, value, "a fraction of one GPU (e.g. 0.5) or a whole number of GPUs")
-        if self.generation_backend == "vllm" and self.colocate_engines:
+        if self.engines_per_model > 1 and self.colocate_engines:
             _fail(
-                "colocate_engines",
-                self.colocate_engines,
-                "False with generation_backend='vllm' in Ray mode (vLLM runs in the engine "
-                "actors; a learner that generates itself uses the HF pool)",
+                "engines_per_model",
+                self.engines_per_model,
+                "1 with colocate_engines=True (each learner is its group's one engine)",
+            )
+        if self.engines_per_model > self.num_rollout_workers:
+            _fail(
+                "engines_per_model",
+                self.engines_per_model,
+                f"at most num_rollout_workers ({self.num_rollout_workers}): rollout worker i "
+                "generates on replica i mod engines_per_model, so more replicas would idle",
             )
 
     def _check_machine(self) -> None:

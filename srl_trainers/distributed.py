@@ -5,10 +5,12 @@ checkpoints; the heavy pieces run as actors, on one machine or a cluster:
 
 * one :class:`LearnerHost` per policy group (the slots of one base model), asking for
   ``gpus_per_learner`` GPUs (a fraction shares a GPU: 0.5 puts two groups on one);
-* one :class:`EngineHost` per base model, asking for ``gpus_per_engine``: an HF
+* ``engines_per_model`` :class:`EngineHost` replicas per base model (rollout worker i calls
+  replica i mod engines_per_model), each asking for ``gpus_per_engine``: an HF
   :class:`~srl_trainers.models.ModelPool` holding copies of the group's adapters, fed the new
   weights after every update through Ray's object store (learner -> engine, never through the
-  driver or a filesystem); with ``colocate_engines`` the learner actor generates itself;
+  driver or a filesystem); with ``colocate_engines`` the learner actor generates itself
+  (its HF pool, or a vLLM engine in its process);
 * ``num_rollout_workers`` :class:`RolloutWorker` actors, each with its share of the env copies
   (whole GRPO groups), its scripted bots and API clients; they format prompts with the
   checkpoint's tokenizer (:class:`~srl_trainers.models.ChatPrompts`) and call the engines.
@@ -102,22 +104,68 @@ def _set_threads(threads: int) -> None:
 
 
 # ------------------------------------------------------------------------------ actors
-class LearnerHost(Learner):
+class _Generates:
+    """What an actor that generates does: its HF ``pool`` answers, or, with
+    ``generation_backend="vllm"``, a vLLM engine in the same process that serves the pool's
+    adapters from directories on this node's own disk (no shared filesystem)."""
+
+    pool: Any
+    backend: Any = None
+
+    def _start_vllm(self, names: list[str]) -> None:
+        from srl_trainers.vllm_backend import VLLMGenerationBackend
+
+        self._adapter_dir = Path(tempfile.mkdtemp(prefix="srl-engine-adapters-"))
+        self.backend = VLLMGenerationBackend.from_pool(self.pool)
+        self.serve_adapters(names)
+
+    def serve_adapters(self, names: list[str]) -> None:
+        """The pool's current weights of adapters ``names`` to the vLLM engine (if any)."""
+        if self.backend is not None and names:
+            self.backend.push_from_pool(self.pool, list(names), self._adapter_dir)
+
+    def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
+        return (self.backend or self.pool).generate(prompt_ids, adapters, **kwargs)
+
+    def adapter_names(self) -> list[str]:
+        """The adapters this actor serves (its vLLM engine's, else its HF pool's)."""
+        return (self.backend or self.pool).adapter_names
+
+    def _stop_serving(self, names: list[str]) -> None:
+        if self.backend is not None:
+            for name in names:
+                self.backend.remove_adapter(name)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+    def place(self) -> dict[str, Any]:
+        return _placement()
+
+
+class LearnerHost(_Generates, Learner):
     """A :class:`~srl_trainers.learner.Learner` as a Ray actor; it also serves as its group's
-    generation engine with ``colocate_engines``."""
+    generation engine with ``colocate_engines`` (its HF pool, or with
+    ``generation_backend="vllm"`` a vLLM engine in the same process, as local mode runs it:
+    the runtime has it serve the new weights after every update)."""
 
     def __init__(self, config: dict[str, Any], checkpoint: str, slots: list[str], threads: int):
         _set_threads(threads)
         super().__init__(MultiModelConfig.from_dict(config), checkpoint, slots)
-
-    def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
-        return self.pool.generate(prompt_ids, adapters, **kwargs)
+        if self.config.colocate_engines and self.config.generation_backend == "vllm":
+            self._start_vllm(self.slots)
 
     def packed_adapter_weights(self, slots: list[str]) -> dict[str, Any]:
         return pack_weights(self.adapter_weights(slots))
 
-    def place(self) -> dict[str, Any]:
-        return _placement()
+    def load_snapshot_files(self, files: dict[str, dict[str, bytes]]) -> None:
+        super().load_snapshot_files(files)  # Learner.snapshot comes here too
+        self.serve_adapters(list(files))
+
+    def remove_adapters(self, names: list[str]) -> None:
+        super().remove_adapters(names)
+        self._stop_serving(names)
 
 
 def pack_weights(weights: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -154,7 +202,7 @@ def unpack_weights(packed: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-class EngineHost:
+class EngineHost(_Generates):
     """A generation engine actor: the HF pool of one base model with copies of its group's
     adapters (the same seeded initialisation as the learner's), frozen. With
     ``generation_backend="vllm"`` a colocated vLLM engine generates instead; the HF copy then
@@ -175,47 +223,25 @@ class EngineHost:
             cfg, checkpoint, slots, init_seed=lambda i: strategy.lora_init_seed(i, cfg.seed)
         )
         self.pool.model.requires_grad_(False)
-        self.backend = None
         if vllm:
-            from srl_trainers.vllm_backend import VLLMGenerationBackend
-
-            self._adapter_dir = Path(tempfile.mkdtemp(prefix="srl-engine-adapters-"))
-            self.backend = VLLMGenerationBackend.from_pool(self.pool)
-            self.backend.push_from_pool(self.pool, slots, self._adapter_dir)
-
-    def generate(self, prompt_ids, adapters, **kwargs) -> list[Generation]:
-        return (self.backend or self.pool).generate(prompt_ids, adapters, **kwargs)
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
+            self._start_vllm(slots)
 
     def set_packed_adapter_weights(self, packed: dict[str, Any]) -> None:
         self.set_adapter_weights(unpack_weights(packed))
 
     def set_adapter_weights(self, weights: dict[str, dict[str, Any]]) -> None:
         self.pool.set_adapter_weights(weights)
-        if self.backend is not None:
-            self.backend.push_from_pool(self.pool, list(weights), self._adapter_dir)
+        self.serve_adapters(list(weights))
 
     def load_snapshot_files(self, files: dict[str, dict[str, bytes]]) -> None:
         """Serve self-play snapshots, given as :meth:`Learner.adapter_files` (new adapters)."""
         load_adapter_files(self.pool, files, frozen=True)
-        if self.backend is not None:
-            self.backend.push_from_pool(self.pool, list(files), self._adapter_dir)
-
-    def adapter_names(self) -> list[str]:
-        """The adapters this engine serves (its vLLM engine's, else its HF pool's)."""
-        return (self.backend or self.pool).adapter_names
+        self.serve_adapters(list(files))
 
     def remove_adapters(self, names: list[str]) -> None:
         for name in names:
             self.pool.remove_adapter(name)
-            if self.backend is not None:
-                self.backend.remove_adapter(name)
-
-    def place(self) -> dict[str, Any]:
-        return _placement()
+        self._stop_serving(names)
 
 
 def _placement() -> dict[str, Any]:
@@ -391,6 +417,9 @@ class RemoteLearner:
     def remove_adapters(self, names):
         return self._call("remove_adapters", names)
 
+    def serve_adapters(self, names):
+        return self._call("serve_adapters", names)
+
     def place(self) -> dict[str, Any]:
         return self._call("place")
 
@@ -444,12 +473,14 @@ class RayRuntime:
         self.snapshots: dict[str, tuple[str, str, int]] = {}
         self._threads = _torch_threads()
         self._shares = self._split_copies()  # checked before anything starts
+        self._replicas = 1 if config.colocate_engines else config.engines_per_model
         self._started_ray = self._connect()
         try:
             self._check_resources()
             self._cfg = config.to_dict()
             self.learners = {c: self._new_learner(c, s) for c, s in groups.items()}
-            self.engines = {c: self._new_engine(c) for c in groups}
+            # checkpoint -> its engine replicas (the learner's actor with colocate_engines)
+            self.engines = {c: [self._new_engine(c) for _ in range(self._replicas)] for c in groups}
             self.workers = [self._new_worker(i) for i in range(len(self._shares))]
             self._wait_ready()
             for checkpoint in groups:  # the engines start from the learners' weights
@@ -493,7 +524,8 @@ class RayRuntime:
         cfg = self.config
         out = [("gpus_per_learner", cfg.gpus_per_learner) for _ in self.groups]
         if not cfg.colocate_engines:
-            out += [("gpus_per_engine", cfg.gpus_per_engine) for _ in self.groups]
+            n = len(self.groups) * self._replicas
+            out += [("gpus_per_engine", cfg.gpus_per_engine) for _ in range(n)]
         return out
 
     def _check_resources(self) -> None:
@@ -518,15 +550,15 @@ class RayRuntime:
             engines = (
                 ""
                 if cfg.colocate_engines
-                else f" + {len(self.groups)} engines x "
+                else f" + {len(self.groups) * self._replicas} engines x "
                 + (f"gpus_per_engine={cfg.gpus_per_engine:g}")
             )
             raise ConfigError(
                 f"Ray mode cannot place its actors: {len(self.groups)} learners x "
                 f"gpus_per_learner={cfg.gpus_per_learner:g}{engines} do not fit on the "
                 f"cluster's {total} GPU(s) ({', '.join(map(str, per_node))} per node): lower "
-                "gpus_per_learner / gpus_per_engine (fractions share a GPU), set "
-                "colocate_engines=True, or add GPUs"
+                "gpus_per_learner / gpus_per_engine (fractions share a GPU) or "
+                "engines_per_model, set colocate_engines=True, or add GPUs"
             )
 
     def _options(self, gpus: float) -> dict[str, Any]:
@@ -571,6 +603,13 @@ class RayRuntime:
             first += count
         return shares
 
+    def _engines_of(self, index: int) -> dict[str, Any]:
+        """The engine each base model's generate calls of rollout worker ``index`` go to."""
+        return {c: replicas[index % len(replicas)] for c, replicas in self.engines.items()}
+
+    def _all_engines(self) -> list[tuple[str, Any]]:
+        return [(c, e) for c, replicas in self.engines.items() for e in replicas]
+
     def _new_worker(self, index: int) -> Any:
         first, count = self._shares[index]
         return (
@@ -581,7 +620,7 @@ class RayRuntime:
                 first,
                 count,
                 self.num_copies,
-                self.engines,
+                self._engines_of(index),
                 self.environment.reward_function,
                 self.environment.reward_function_mode,
                 self._threads,
@@ -593,7 +632,7 @@ class RayRuntime:
         ray = self.ray
         pings = [x.actor.place.remote() for x in self.learners.values()]
         if not self.config.colocate_engines:
-            pings += [e.place.remote() for e in self.engines.values()]
+            pings += [e.place.remote() for _, e in self._all_engines()]
         pings += [w.ping.remote() for w in self.workers]
         start = time.time()
         ready, pending = ray.wait(pings, num_returns=len(pings), timeout=30)
@@ -615,32 +654,53 @@ class RayRuntime:
 
     # ---------------------------------------------------------------- running
     def placement(self) -> dict[str, dict[str, Any]]:
-        """Where each actor landed: ``learner/<checkpoint>`` and ``engine/<checkpoint>`` ->
-        node id and GPU ids."""
+        """Where each actor landed: ``learner/<checkpoint>`` and ``engine/<checkpoint>``
+        (``engine/<checkpoint>/<r>`` for replica r of several) -> node id and GPU ids."""
         out = {f"learner/{c}": x.place() for c, x in self.learners.items()}
         if not self.config.colocate_engines:
-            out.update(
-                {f"engine/{c}": self.ray.get(e.place.remote()) for c, e in self.engines.items()}
-            )
+            for c, replicas in self.engines.items():
+                for r, e in enumerate(replicas):
+                    key = f"engine/{c}" if len(replicas) == 1 else f"engine/{c}/{r}"
+                    out[key] = self.ray.get(e.place.remote())
         return out
 
-    def push_weights(self, checkpoint: str, slots: list[str]) -> None:
-        """The learner's new adapter weights of ``slots`` to the engine of its base model,
-        learner -> object store -> engine (nothing to push when the learner generates)."""
-        if self.config.colocate_engines or not slots:
+    def push_weights(
+        self, checkpoint: str, slots: list[str], replicas: list[Any] | None = None
+    ) -> None:
+        """The learner's new adapter weights of ``slots`` to the engines of its base model
+        (or to ``replicas`` of them), learner -> object store -> engine: the object store
+        holds one copy, whichever number of replicas reads it. A learner that generates
+        itself (colocate_engines) has them already; its vLLM engine, if it runs one, loads
+        them from its own disk."""
+        if not slots:
             return
-        ray = self.ray
+        if self.config.colocate_engines:
+            if self.config.generation_backend == "vllm":
+                self.learners[checkpoint].serve_adapters(slots)
+            return
         learner = self.learners[checkpoint]
         weights = learner.actor.packed_adapter_weights.remote(slots)  # in the object store
-        try:
-            ray.get(self.engines[checkpoint].set_packed_adapter_weights.remote(weights))
-        except ray.exceptions.RayActorError:
-            # the engine died: the next rollout finds it dead and rebuilds it with all weights
-            pass
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, ray.exceptions.RayActorError):
-                raise self.learner_died(checkpoint, exc.cause) from exc
-            raise
+        self._on_replicas(checkpoint, "set_packed_adapter_weights", weights, replicas)
+
+    def _on_replicas(
+        self, checkpoint: str, method: str, arg: Any, replicas: list[Any] | None = None
+    ) -> None:
+        """Call ``method(arg)`` on the engine replicas of ``checkpoint`` (all, or
+        ``replicas``); a learner that died making ``arg`` (an object ref) stops the run. A dead
+        replica is skipped: the next rollout finds it dead and rebuilds it with the current
+        weights and snapshots."""
+        ray = self.ray
+        targets = self.engines[checkpoint] if replicas is None else replicas
+        calls = [getattr(e, method).remote(arg) for e in targets]
+        for call in calls:
+            try:
+                ray.get(call)
+            except ray.exceptions.RayActorError:
+                pass
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, ray.exceptions.RayActorError):
+                    raise self.learner_died(checkpoint, exc.cause) from exc
+                raise
 
     def add_snapshots(self, checkpoint: str, copies: dict[str, str], episode: int) -> None:
         """Serve snapshots that the learner of ``checkpoint`` holds (``{id: slot}``, taken or
@@ -649,14 +709,19 @@ class RayRuntime:
         self.snapshots.update({pid: (checkpoint, slot, episode) for pid, slot in copies.items()})
         self._serve_snapshots(checkpoint, list(copies), self.workers)
 
-    def _serve_snapshots(self, checkpoint: str, pids: list[str], workers: list[Any]) -> None:
-        ray = self.ray
+    def _serve_snapshots(
+        self,
+        checkpoint: str,
+        pids: list[str],
+        workers: list[Any],
+        replicas: list[Any] | None = None,
+    ) -> None:
         if not pids:
             return
-        if not self.config.colocate_engines:
+        if not self.config.colocate_engines:  # a learner that generates holds them already
             files = self.learners[checkpoint].actor.adapter_files.remote(pids)
-            ray.get(self.engines[checkpoint].load_snapshot_files.remote(files))
-        ray.get([w.add_snapshots.remote(self._specs(pids)) for w in workers])
+            self._on_replicas(checkpoint, "load_snapshot_files", files, replicas)
+        self.ray.get([w.add_snapshots.remote(self._specs(pids)) for w in workers])
 
     def remove_snapshots(self, pids: list[str]) -> None:
         """Stop serving evicted snapshots (the learner removes its own copies)."""
@@ -665,10 +730,10 @@ class RayRuntime:
         if not gone:
             return
         if not self.config.colocate_engines:
-            for checkpoint, engine in self.engines.items():
+            for checkpoint in self.engines:
                 mine = [pid for pid in gone if self.snapshots[pid][0] == checkpoint]
                 if mine:
-                    ray.get(engine.remove_adapters.remote(mine))
+                    self._on_replicas(checkpoint, "remove_adapters", mine)
         ray.get([w.remove_policies.remote(gone) for w in self.workers])
         for pid in gone:
             del self.snapshots[pid]
@@ -745,16 +810,21 @@ class RayRuntime:
                 if not self._alive(learner.actor, "place"):
                     raise self.learner_died(checkpoint, None)
         else:
-            for checkpoint, engine in list(self.engines.items()):
-                if self._alive(engine, "place"):
-                    continue
-                print(f"srl: the engine actor of {checkpoint} died; restarting it", flush=True)
-                self.restarts["engines"] += 1
-                engine_restarted = True
-                self.engines[checkpoint] = self._new_engine(checkpoint)
-                ray.get(self.engines[checkpoint].place.remote())
-                self.push_weights(checkpoint, self.groups[checkpoint])
-                self._serve_snapshots(checkpoint, self._snapshots_of(checkpoint), [])
+            for checkpoint, replicas in self.engines.items():
+                for r, engine in enumerate(replicas):
+                    if self._alive(engine, "place"):
+                        continue
+                    which = f" (replica {r})" if len(replicas) > 1 else ""
+                    print(
+                        f"srl: the engine actor of {checkpoint}{which} died; restarting it",
+                        flush=True,
+                    )
+                    self.restarts["engines"] += 1
+                    engine_restarted = True
+                    replicas[r] = new = self._new_engine(checkpoint)
+                    ray.get(new.place.remote())
+                    self.push_weights(checkpoint, self.groups[checkpoint], [new])
+                    self._serve_snapshots(checkpoint, self._snapshots_of(checkpoint), [], [new])
         for i, worker in enumerate(self.workers):
             # workers hold handles of the engines they were built with: rebuild every worker
             # after an engine restart, else only the dead ones
@@ -779,13 +849,15 @@ class RayRuntime:
         ray = self.ray
         if not ray.is_initialized():
             return
-        if not self.config.colocate_engines:  # vLLM's engine process goes with its engine
-            closing = [e.close.remote() for e in getattr(self, "engines", {}).values()]
-            with contextlib.suppress(Exception):
-                ray.wait(closing, num_returns=len(closing), timeout=60)
+        # vLLM's engine process goes with the actor that runs it (an engine, or a learner
+        # that generates itself)
+        engines = [e for _, e in self._all_engines()] if hasattr(self, "engines") else []
+        closing = [e.close.remote() for e in engines]
+        with contextlib.suppress(Exception):
+            ray.wait(closing, num_returns=len(closing), timeout=60)
         for actor in [
             *(x.actor for x in getattr(self, "learners", {}).values()),
-            *(getattr(self, "engines", {}).values()),
+            *engines,
             *getattr(self, "workers", []),
         ]:
             with contextlib.suppress(Exception):  # already gone

@@ -172,6 +172,73 @@ def test_two_workers_play_whole_groups_and_reproduce_themselves(cluster, tiny_mo
     _assert_same(runs[0], runs[1])
 
 
+def test_engine_replicas_serve_their_workers_and_a_dead_one_loses_nothing(
+    cluster, tiny_model_path, tmp_path
+):
+    """engines_per_model=2: each of two workers generates on its own replica (on its own
+    logical GPU); the calls are those one shared engine gets, so the run matches one engine's
+    metrics and weights, with self-play snapshots served by both replicas, and with one
+    replica killed mid-run (rebuilt with the current weights and snapshots)."""
+    fields = dict(
+        env="team_battle",
+        env_kwargs={"team_size": 2},
+        distributed_backend="ray",
+        num_rollout_workers=2,
+        batch_size=8,
+        max_episodes=4,
+        opponent_sampling="latest",
+        snapshot_interval=1,
+        max_snapshots=2,
+    )
+    one = MultiModelTrainer(tiny_trainer_config(tiny_model_path, tmp_path / "one", **fields))
+    cfg = tiny_trainer_config(
+        tiny_model_path, tmp_path / "two", engines_per_model=2, gpus_per_engine=1.0, **fields
+    )
+    two = MultiModelTrainer(cfg)
+    one.setup()
+    two.setup()
+    runtime = two.runtime
+    (replicas,) = runtime.engines.values()
+    assert len(replicas) == 2 and runtime._engines_of(0) != runtime._engines_of(1)
+    placement = runtime.placement()
+    engine_gpus = sorted(tuple(v["gpus"]) for k, v in placement.items() if k.startswith("engine"))
+    assert len(engine_gpus) == 2 and engine_gpus[0] != engine_gpus[1], placement
+    for episode in range(4):
+        if episode == 2:  # two snapshots are served by now
+            ray.kill(replicas[1], no_restart=True)
+        a = asyncio.run(one.train_multi_model_episode(episode))["metrics"]
+        b = asyncio.run(two.train_multi_model_episode(episode))["metrics"]
+        _assert_same(_metrics(a), _metrics(b))
+    assert runtime.restarts["engines"] == 1
+    weights = _weights(one), _weights(two)
+    for slot in weights[0]:
+        for k in weights[0][slot]:
+            assert torch.equal(weights[0][slot][k], weights[1][slot][k]), (slot, k)
+    kept = sorted(s for snap in two.league.snapshots for s in snap["policies"].values())
+    for replica in runtime.engines[next(iter(runtime.engines))]:  # the rebuilt one too
+        served = ray.get(replica.adapter_names.remote())
+        assert sorted(n for n in served if n not in two.slots) == kept
+    asyncio.run(one.shutdown())
+    asyncio.run(two.shutdown())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(engines_per_model=2), r"engines_per_model=2 .*at most num_rollout_workers \(1\)"),
+        (
+            dict(engines_per_model=2, num_rollout_workers=2, colocate_engines=True),
+            r"engines_per_model=2 .*1 with colocate_engines=True",
+        ),
+    ],
+)
+def test_engine_replicas_that_cannot_serve_are_refused(overrides, message):
+    from srl_trainers import MultiModelConfig
+
+    with pytest.raises(ConfigError, match=message):
+        MultiModelConfig(distributed_backend="ray", **overrides).validate()
+
+
 def test_more_workers_than_groups_is_refused_before_anything_starts(
     cluster, tiny_model_path, tmp_path
 ):
@@ -251,7 +318,7 @@ def test_a_killed_worker_or_engine_is_rebuilt_and_nothing_is_lost(
     remote.setup()
     faults = {
         1: lambda: ray.kill(remote.runtime.workers[0], no_restart=True),
-        2: lambda: ray.kill(next(iter(remote.runtime.engines.values())), no_restart=True),
+        2: lambda: ray.kill(next(iter(remote.runtime.engines.values()))[0], no_restart=True),
     }
     for episode in range(3):
         if episode in faults:
@@ -335,7 +402,7 @@ def test_self_play_resumes_in_ray_mode_and_survives_a_dead_engine(
         p for p in remote.policies if "_ep" in p
     )  # the resumed snapshots are served
     asyncio.run(remote.train_multi_model_episode(2))
-    ray.kill(next(iter(remote.runtime.engines.values())), no_restart=True)
+    ray.kill(next(iter(remote.runtime.engines.values()))[0], no_restart=True)
     results = remote.train_sync()
     assert remote.runtime.restarts["engines"] == 1
     asyncio.run(remote.shutdown())

@@ -155,11 +155,23 @@ def test_training_with_the_vllm_backend_in_local_mode(tmp_path):
     asyncio.run(trainer.shutdown())
 
 
-def test_training_with_vllm_engine_actors_in_ray_mode(tmp_path):
+@pytest.mark.parametrize("colocate", [False, True], ids=["engine-actors", "colocated"])
+def test_training_with_vllm_engines_in_ray_mode(tmp_path, colocate):
+    """vLLM in engine actors, or in the learner actors' own processes (colocate_engines)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
-        trainer = MultiModelTrainer(_config(tmp_path, distributed_backend="ray"))
+        cfg = _config(tmp_path, distributed_backend="ray", colocate_engines=colocate)
+        trainer = MultiModelTrainer(cfg)
+        trainer.setup()
+        if colocate:  # the learner's vLLM engine serves its slots, and no engine actor runs
+            ((engine,),) = trainer.runtime.engines.values()  # one replica
+            (learner,) = trainer.runtime.learners.values()
+            assert engine is learner.actor
+            assert sorted(ray.get(engine.adapter_names.remote())) == sorted(trainer.slots)
+            assert ray.get(
+                engine.generate.remote([[1, 2, 3]], [trainer.slots[0]], max_new_tokens=2)
+            )
         results = trainer.train_sync()
         assert results["training_completed"] and results["total_episodes"] == 2
         losses = [v for k, v in results["training_metrics"].items() if k.endswith("/loss")]
@@ -169,17 +181,18 @@ def test_training_with_vllm_engine_actors_in_ray_mode(tmp_path):
         ray.shutdown()
 
 
-@pytest.mark.parametrize("backend", ["local", "ray"])
+@pytest.mark.parametrize("backend", ["local", "ray", "ray-colocated"])
 def test_self_play_snapshots_are_served_by_vllm_and_evicted(tmp_path, backend):
     """Snapshots join the vLLM engine as LoRA requests (the blue team plays them) and leave
-    it when max_snapshots evicts them."""
-    ray = pytest.importorskip("ray") if backend == "ray" else None
+    it when max_snapshots evicts them; with colocate_engines the engine is the learner's."""
+    ray = pytest.importorskip("ray") if backend != "local" else None
     if ray is not None:
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
         cfg = _config(
             tmp_path,
-            distributed_backend=backend,
+            distributed_backend=backend.removesuffix("-colocated"),
+            colocate_engines=backend.endswith("-colocated"),
             opponent_sampling="latest",
             snapshot_interval=1,
             max_snapshots=1,
@@ -195,7 +208,7 @@ def test_self_play_snapshots_are_served_by_vllm_and_evicted(tmp_path, backend):
             (served,) = trainer.backends.values()
             names = served.adapter_names
         else:
-            (engine,) = trainer.runtime.engines.values()
+            ((engine,),) = trainer.runtime.engines.values()  # one replica
             names = ray.get(engine.adapter_names.remote())
         assert sorted(n for n in names if n not in trainer.slots) == kept
         asyncio.run(trainer.shutdown())
