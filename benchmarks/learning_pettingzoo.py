@@ -14,10 +14,10 @@ against the random legal player (the goal) and against the heuristic (win, else 
 An invalid answer (unparseable, or an illegal move such as a taken cell) is replaced by a
 random legal move and costs ``--format-penalty``. Reported per cell: win, draw and loss rates
 with 95% Wilson intervals, and the invalid-answer rate (illegal or unparseable moves among
-the LoRA policy's turns). During training the trainer plays 32 greedy games on validation
-seeds every 10 episodes (``eval_seeds="validation"``, disjoint from the held-out games of the
-table) and keeps the checkpoint of the best one (``keep_best_checkpoint``); when that is not
-the last, the ``best`` rows evaluate it like the last one. Goal: the win rate against the random player rises by more than
+the LoRA policy's turns). With ``--keep-best`` the trainer also plays 32 greedy games on
+validation seeds every 10 episodes (``eval_seeds="validation"``, disjoint from the held-out
+games of the table) and keeps the checkpoint of the best one (``keep_best_checkpoint``);
+when that is not the last, the ``best`` rows evaluate it like the last one. Goal: the win rate against the random player rises by more than
 the 95% intervals, with fewer than 5% invalid answers. The JSON keeps every report and what
 the trained policy writes in a few evaluation games.
 """
@@ -68,25 +68,20 @@ CONFIG = dict(
     max_episodes=100_000,  # the --minutes budget stops each run
     save_interval=10,
     log_metrics_interval=1,
-    # greedy evaluations during training, on validation seeds (disjoint from the held-out games
-    # reported here), keep the best checkpoint: the digits' entropy swings between 0.2 and
-    # 1.5 nats over a run, and the last episode may fall on a diffuse stretch (RESULTS.md
-    # section 5); its time counts in the --minutes budget
+)
+# --keep-best: greedy evaluations during training on validation seeds (disjoint from the
+# held-out games reported here) keep the best checkpoint, against the digits' entropy swings
+# (RESULTS.md section 5); their time counts in the --minutes budget (32 games every 10
+# episodes: about 30% of it in tic-tac-toe on a 2-core CPU)
+KEEP_BEST = dict(
     eval_episodes=32,
     eval_temperature=0.0,
     eval_interval=10,
     eval_seeds="validation",
     keep_best_checkpoint=True,
 )
-QUICK = dict(
-    batch_size=4,
-    group_size=2,
-    max_episodes=2,
-    learning_rate=1e-2,
-    kv_cache_size=1024,
-    eval_episodes=2,
-    eval_interval=1,
-)
+QUICK = dict(batch_size=4, group_size=2, max_episodes=2, learning_rate=1e-2, kv_cache_size=1024)
+QUICK_KEEP_BEST = dict(eval_episodes=2, eval_interval=1)
 OPPONENTS = ("random", "heuristic")
 SEATS = ("first", "second")
 
@@ -167,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         default=list(OPPONENTS),
         help="opponents evaluated against (training is always against random)",
     )
+    parser.add_argument(
+        "--keep-best",
+        action="store_true",
+        help="evaluate greedily on 32 validation games every 10 episodes during training and "
+        "also report the best checkpoint (the 'best' rows); the evaluations use the budget",
+    )
     args: argparse.Namespace = parser.parse_args(argv)
     if args.eval_checkpoint is not None and len(args.games) != 1:
         parser.error("--eval-checkpoint evaluates one run: name its game, e.g. --games tictactoe")
@@ -175,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     from srl_trainers.evaluate import evaluate
     from srl_trainers.plot import plot_runs
 
-    base = {**CONFIG, **model_fields(args), **(QUICK if args.quick else {})}
+    best = KEEP_BEST if args.keep_best else {}
+    quick = {**QUICK, **(QUICK_KEEP_BEST if args.keep_best else {})} if args.quick else {}
+    base = {**CONFIG, **best, **model_fields(args), **quick}
     if args.quick:
         args.episodes, args.minutes = 4, None
     minutes = budget(args, base)

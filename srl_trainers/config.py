@@ -460,6 +460,17 @@ class MultiModelConfig:
         "'numbers' or with number_kl_coef (model/<slot>/number_entropy).",
         default="completion",
     )
+    entropy_control: Literal["step", "proportional"] = _help(
+        "Adaptive entropy control's rule for the next update's coefficient. 'step' "
+        "(Skywork-OR1's): up by entropy_coef_step while the entropy is below entropy_target, "
+        "down while above, within [0, entropy_coef_max]; it keeps climbing while the entropy "
+        "stays low, and the wound-up coefficient can push the entropy far past the target "
+        "(benchmarks/RESULTS.md section 5). 'proportional': entropy_coef_max x (target - "
+        "entropy) / target, clipped to [0, entropy_coef_max]: no memory, the full "
+        "coefficient at entropy 0, none at or above the target, so the push fades as the "
+        "entropy nears the target (entropy_coef_step unused).",
+        default="step",
+    )
     entropy_coef_step: float = _help(
         "Adaptive entropy control: how far the coefficient moves per update.",
         default=0.002,

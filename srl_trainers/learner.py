@@ -489,16 +489,21 @@ class Learner:
         return loss * weight
 
     def adapt_entropy_coef(self, slot: str, entropy: float | None) -> None:
-        """Adaptive entropy control: the coefficient of the next update steps up while the
-        adapter's entropy is below ``entropy_target`` and down while above it (unchanged by
-        an update that had no tokens in scope)."""
+        """Adaptive entropy control (unchanged by an update that had no tokens in scope).
+        ``entropy_control="step"``: the coefficient of the next update steps up while the
+        adapter's entropy is below ``entropy_target`` and down while above it.
+        ``"proportional"``: it is ``entropy_coef_max`` times the entropy's shortfall from the
+        target, as a share of the target."""
         cfg = self.config
         if cfg.entropy_target is None or entropy is None:
             return
-        step = cfg.entropy_coef_step if entropy < cfg.entropy_target else -cfg.entropy_coef_step
-        self._entropy_coef[slot] = min(
-            max(self._entropy_coef[slot] + step, 0.0), cfg.entropy_coef_max
-        )
+        if cfg.entropy_control == "proportional":
+            shortfall = (cfg.entropy_target - entropy) / cfg.entropy_target
+            coef = cfg.entropy_coef_max * shortfall
+        else:
+            step = cfg.entropy_coef_step
+            coef = self._entropy_coef[slot] + (step if entropy < cfg.entropy_target else -step)
+        self._entropy_coef[slot] = min(max(coef, 0.0), cfg.entropy_coef_max)
 
 
 def write_adapter_files(content: dict[str, bytes], directory: str | Path) -> Path:

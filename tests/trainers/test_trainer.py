@@ -733,6 +733,38 @@ def test_adaptive_entropy_coef_climbs_below_the_target_and_a_checkpoint_keeps_it
     assert resumed._entropy_coef == dict.fromkeys(trainer.slots, 0.025)
 
 
+def test_proportional_entropy_control_follows_the_shortfall_of_each_update(
+    tiny_model_path, tmp_path
+):
+    """entropy_control="proportional": each update's coefficient is entropy_coef_max times
+    the previous update's shortfall from the target (a share of it), clipped at 0; no
+    memory of earlier updates, unlike "step"."""
+    target, cap = 2.0, 0.04
+    cfg = tiny_config(
+        tiny_model_path,
+        tmp_path,
+        entropy_target=target,
+        entropy_control="proportional",
+        entropy_coef_max=cap,
+        entropy_coef_step=1.0,  # unused by this rule
+        max_episodes=3,
+    )
+    trainer = MultiModelTrainer(cfg)
+    used = [_episode(trainer, e) for e in range(3)]
+    for slot in trainer.slots:
+        for before, after in zip(used, used[1:]):
+            entropy = before[f"model/{slot}/entropy"]
+            want = min(max(cap * (target - entropy) / target, 0.0), cap)
+            assert after[f"model/{slot}/entropy_coef"] == pytest.approx(want)
+    learner = next(iter(trainer.learners.values()))
+    slot = learner.slots[0]
+    for entropy, want in [(0.0, cap), (1.0, cap / 2), (2.0, 0.0), (5.0, 0.0), (-1.0, cap)]:
+        learner.adapt_entropy_coef(slot, entropy)
+        assert learner.entropy_coef[slot] == pytest.approx(want)
+    learner.adapt_entropy_coef(slot, None)  # an update with no tokens in scope
+    assert learner.entropy_coef[slot] == pytest.approx(cap)
+
+
 def test_adaptive_entropy_bonus_is_off_above_the_target(tiny_model_path, tmp_path):
     """Entropy above a tiny target: the bonus is not applied, so a run starting at the
     largest coefficient trains exactly as one without a bonus, while its coefficient falls."""
