@@ -25,7 +25,9 @@ copies) in both modes: ``local x2`` beside ``ray, 2 workers x2``.
 Ray mode's actors here: a learner (the 4 slots' adapters, AdamW, the strategy), an engine (an
 HF ModelPool with copies of the adapters, fed the new weights through Ray's object store after
 every update) and the rollout workers (env copies, the scripted team; prompts formatted with the
-tokenizer, generate calls to the engine). ``--colocate`` lets the learner generate instead.
+tokenizer, generate calls to the engine). ``--colocate`` lets the learner generate instead;
+``--engine-replicas`` adds the two-worker pair with two engine replicas
+(``engines_per_model=2``), each worker generating on its own.
 
 Results: a table on stdout and ``benchmarks/results/scale_out.json``.
 """
@@ -108,7 +110,7 @@ def _time_mode(args, name: str, work: Path, **overrides: Any) -> dict[str, Any]:
     weights = {s: w for x in trainer.learners.values() for s, w in x.adapter_weights().items()}
     asyncio.run(trainer.shutdown())
     print(
-        f"  {name:<22} start-up {startup:6.1f} s, episodes "
+        f"  {name:<28} start-up {startup:6.1f} s, episodes "
         + " ".join(f"{s:.2f}" for s in seconds),
         flush=True,
     )
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         "--one-worker", action="store_true", help="only local and Ray with one worker"
     )
     parser.add_argument(
+        "--engine-replicas",
+        action="store_true",
+        help="also 'ray, 2 workers, 2 engines x2': engines_per_model=2, each worker "
+        "generating on its own engine replica (not with --colocate)",
+    )
+    parser.add_argument(
         "--actor-env",
         action="append",
         default=[],
@@ -176,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.one_worker:
         modes = modes[:2]
+    elif args.engine_replicas:
+        if args.colocate:
+            parser.error("--engine-replicas needs engine actors: drop --colocate")
+        two = {**ray_kw, "batch_size": 16, "num_rollout_workers": 2, "engines_per_model": 2}
+        modes.append(("ray, 2 workers, 2 engines x2", two))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in modes}
     print(
         f"scale_out: team battle preset, {'tiny model' if args.quick else 'embedded SmolLM2'}, "
@@ -206,11 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         }
     pairs = [
         (a, b)
-        for a, b in [("ray, 1 worker", "local"), ("ray, 2 workers x2", "local x2")]
+        for a, b in [
+            ("ray, 1 worker", "local"),
+            ("ray, 2 workers x2", "local x2"),
+            ("ray, 2 workers, 2 engines x2", "local x2"),
+        ]
         if a in table
     ]
     print(
-        f"\n  {'mode':<22} {'s/episode':>10} {'rollout':>8} {'update':>7} {'learner':>8} "
+        f"\n  {'mode':<28} {'s/episode':>10} {'rollout':>8} {'update':>7} {'learner':>8} "
         f"{'push':>5} {'episodes/min':>13} {'start-up s':>11} vs local"
     )
     for name, row in table.items():
@@ -221,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             row["overhead_vs_" + ref.replace(" ", "_")] = overhead
             vs = f"{overhead:+.1%} time per episode against {ref}"
         print(
-            f"  {name:<22} {row['seconds_per_episode']:>10.2f} {row['rollout_seconds']:>8.2f} "
+            f"  {name:<28} {row['seconds_per_episode']:>10.2f} {row['rollout_seconds']:>8.2f} "
             f"{row['update_seconds']:>7.2f} {row['learner_seconds']:>8.2f} "
             f"{row['push_seconds']:>5.2f} {row['episodes_per_minute']:>13.1f} "
             f"{row['startup_s']:>11.1f} {vs}"

@@ -313,7 +313,8 @@ def test_scale_out_builds_a_valid_config_for_every_mode(tmp_path, two_groups):
 
     args = argparse.Namespace(warmup=1, episodes=5, seed=0, quick=False, two_groups=two_groups)
     ray = {"distributed_backend": "ray"}
-    for overrides in ({}, ray, {"batch_size": 16}, {**ray, "num_rollout_workers": 2}):
+    two = {**ray, "batch_size": 16, "num_rollout_workers": 2}
+    for overrides in ({}, ray, {"batch_size": 16}, two, {**two, "engines_per_model": 2}):
         cfg = scale_out._config(args, tmp_path, **overrides)
         assert cfg.eval_episodes == 0 and cfg.max_episodes == 6
 
