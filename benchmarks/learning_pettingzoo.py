@@ -17,9 +17,10 @@ with 95% Wilson intervals, and the invalid-answer rate (illegal or unparseable m
 the LoRA policy's turns). With ``--keep-best`` the trainer also plays 32 greedy games on
 validation seeds every 10 episodes (``eval_seeds="validation"``, disjoint from the held-out
 games of the table) and keeps the checkpoint of the best one (``keep_best_checkpoint``);
-when that is not the last, the ``best`` rows evaluate it like the last one. Goal: the win rate against the random player rises by more than
-the 95% intervals, with fewer than 5% invalid answers. The JSON keeps every report and what
-the trained policy writes in a few evaluation games.
+when that is not the last, the ``best`` rows evaluate it like the last one. Goal: the win
+rate against the random player rises by more than the 95% intervals, with fewer than 5%
+invalid answers. The JSON keeps every report and what the trained policy writes in a few
+evaluation games.
 """
 
 from __future__ import annotations
@@ -176,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     from srl_trainers.evaluate import evaluate
     from srl_trainers.plot import plot_runs
 
-    best = KEEP_BEST if args.keep_best else {}
+    keep_best = KEEP_BEST if args.keep_best else {}
     quick = {**QUICK, **(QUICK_KEEP_BEST if args.keep_best else {})} if args.quick else {}
-    base = {**CONFIG, **best, **model_fields(args), **quick}
+    base = {**CONFIG, **keep_best, **model_fields(args), **quick}
     if args.quick:
         args.episodes, args.minutes = 4, None
     minutes = budget(args, base)
